@@ -1,0 +1,1 @@
+"""Use cases, configuration, the gRPC adapter, the outbox relay and the entry points."""

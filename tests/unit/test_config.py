@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from services.config import Settings, SettingsError
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    settings = Settings.from_env({})
+    assert settings.grpc_address == "127.0.0.1:50051"
+    assert settings.event_store == "sqlite"
+    assert settings.kafka_bootstrap == ""
+    assert settings.roles == {"api", "relay", "projector"}
+    assert settings.event_store_env()["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+
+
+def test_postgres_is_chosen_by_configuration() -> None:
+    settings = Settings.from_env(
+        {"RETAIL_EVENT_STORE": "postgres", "RETAIL_POSTGRES_DSN": "postgresql://u:p@db:5433/retail"}
+    )
+    env = settings.event_store_env()
+    assert env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_DBNAME"]) == (
+        "db", "5433", "retail",
+    )  # fmt: skip
+    assert env["POSTGRES_LOCK_TIMEOUT"] != "0"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RETAIL_EVENT_STORE": "mysql"}, "RETAIL_EVENT_STORE"),
+        ({"RETAIL_EVENT_STORE": "postgres"}, "RETAIL_POSTGRES_DSN"),
+        ({"RETAIL_ROLES": "api,cook"}, "RETAIL_ROLES"),
+        ({"RETAIL_KAFKA_PORT": "abc"}, "RETAIL_KAFKA_PORT"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
