@@ -1,0 +1,87 @@
+"""The gRPC server factory: every retail.v1 service, health checking and reflection."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from projections.queries import StockQueries
+from protos.retail.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    inventory_pb2,
+    inventory_pb2_grpc,
+    location_pb2,
+    location_pb2_grpc,
+    pos_pb2,
+    pos_pb2_grpc,
+    stock_pb2,
+    stock_pb2_grpc,
+)
+from services.application import RetailApp
+from services.rpc.errors import ErrorMappingInterceptor
+from services.rpc.servicers import (
+    CatalogServicer,
+    InventoryServicer,
+    LocationServicer,
+    PosServicer,
+    StockServicer,
+)
+
+SERVICE_NAMES = (
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    location_pb2.DESCRIPTOR.services_by_name["LocationService"].full_name,
+    inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
+    pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
+    stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
+)
+
+
+@dataclass
+class Api:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.set_serving(False)
+        self.server.stop(grace).wait(grace + 1)
+
+
+def create_server(address: str, app: RetailApp, queries: StockQueries, workers: int = 32) -> Api:
+    """Builds and starts the server; bind port 0 to let the OS choose (tests)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        interceptors=[ErrorMappingInterceptor()],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
+    location_pb2_grpc.add_LocationServiceServicer_to_server(LocationServicer(app), server)
+    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(app), server)
+    pos_pb2_grpc.add_PosServiceServicer_to_server(PosServicer(app), server)
+    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(queries, app), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: is another server using it?")
+    server.start()
+    api = Api(server, port, health_servicer)
+    api.set_serving(True)
+    return api

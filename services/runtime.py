@@ -1,0 +1,130 @@
+"""The composition root: wires the broker, write side, relay, projector and gRPC server."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from types import TracebackType
+
+from sqlalchemy import Engine
+
+from projections.db import make_engine
+from projections.projector import Projector
+from projections.projector import run_in_thread as run_projector
+from projections.queries import StockQueries
+from services.application import RetailApp
+from services.bus import EnvelopeProducer, ensure_topics, new_consumer, topic_names
+from services.config import Settings
+from services.localkafka import LocalKafka
+from services.relay import OutboxRelay
+from services.relay import run_in_thread as run_relay
+from services.rpc.server import Api, create_server
+from services.seed import seed_demo
+
+log = logging.getLogger(__name__)
+
+
+class Backend:
+    """Everything one process runs, by role: api, relay, projector (all three by default)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.broker: LocalKafka | None = None
+        self.app: RetailApp | None = None
+        self.engine: Engine | None = None
+        self.relay: OutboxRelay | None = None
+        self.projector: Projector | None = None
+        self.api: Api | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def grpc_port(self) -> int:
+        assert self.api is not None
+        return self.api.port
+
+    def start(self) -> Backend:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        if not s.kafka_bootstrap:
+            self.broker = LocalKafka(
+                s.data_dir / "kafka", port=s.kafka_port, controller_port=s.kafka_controller_port
+            ).start()
+        bootstrap = s.kafka_bootstrap_servers
+        topics = topic_names(s.topic_namespace)
+        ensure_topics(bootstrap, s.topic_partitions, topics)
+        self.app = RetailApp(env=s.event_store_env())
+        if s.seed_demo and "api" in s.roles:
+            seed_demo(self.app)
+        if "relay" in s.roles:
+            self.relay = OutboxRelay(
+                self.app,
+                EnvelopeProducer(bootstrap),
+                wake=self.app.new_events,
+                topic_namespace=s.topic_namespace,
+            )
+            self._threads.append(run_relay(self.relay, self.stop_event))
+        if "projector" in s.roles or "api" in s.roles:
+            self.engine = make_engine(s.views_database_url)
+        if "projector" in s.roles:
+            assert self.engine is not None
+            consumer = new_consumer(bootstrap, s.consumer_group, client_id="retail-projector")
+            self.projector = Projector(self.engine, consumer, s.consumer_group)
+            self.projector.subscribe(topics)
+            self._threads.append(run_projector(self.projector, self.stop_event))
+        if "api" in s.roles:
+            assert self.engine is not None
+            self.api = create_server(
+                s.grpc_address, self.app, StockQueries(self.engine), workers=s.grpc_workers
+            )
+            log.info(
+                "serving retail.v1 gRPC on %s",
+                s.grpc_address.rsplit(":", 1)[0] + f":{self.api.port}",
+            )
+
+    def stop(self) -> None:
+        """Stops in reverse order; safe to call twice and after a failed start."""
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads.clear()
+        if self.projector is not None:
+            with contextlib.suppress(Exception):
+                self.projector.close()
+            self.projector = None
+        if self.relay is not None:
+            with contextlib.suppress(Exception):
+                self.relay.producer.close()
+            self.relay = None
+        if self.app is not None:
+            self.app.close()
+            self.app = None
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    def __enter__(self) -> Backend:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
