@@ -7,6 +7,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -59,3 +60,12 @@ def pg_database(postgres_dsn: str) -> Iterator[str]:
     yield make_conninfo("", **params)
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_views_url(pg_database: str) -> str:
+    """The same database as a SQLAlchemy URL, for the read models."""
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+
+    params = conninfo_to_dict(pg_database)
+    return f"postgresql+psycopg://postgres@/{params['dbname']}?host={quote(str(params['host']))}"

@@ -140,3 +140,19 @@ def test_a_restart_keeps_all_stock_and_sales(
     assert client.sell(SKU, STORE, 3).replayed
     assert client.receive(SKU, STORE, 1).on_hand == 8
     assert client.wait_for_stock(SKU, 8).total_on_hand == 8
+
+
+@pytest.mark.postgres
+def test_the_spine_on_postgresql(
+    settings: Settings, pg_database: str, pg_views_url: str, connect: type[Client]
+) -> None:
+    """The same path with the event store and the views on PostgreSQL, chosen by configuration."""
+    on_postgres = settings.with_changes(
+        event_store="postgres", postgres_dsn=pg_database, views_url=pg_views_url
+    )
+    with Backend(on_postgres) as backend:
+        client = client_for(connect, backend.grpc_port)
+        client.receive(SKU, STORE, 10)
+        client.sell(SKU, STORE, 3)
+        assert client.sell(SKU, STORE, 3).replayed
+        assert client.wait_for_stock(SKU, 7).total_on_hand == 7

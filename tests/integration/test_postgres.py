@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, select
 
 from domain.errors import SaleIdReusedError
@@ -34,10 +32,8 @@ def app(pg_database: str) -> Iterator[RetailApp]:
 
 
 @pytest.fixture
-def engine(pg_database: str) -> Iterator[Engine]:
-    params = conninfo_to_dict(pg_database)
-    url = f"postgresql+psycopg://postgres@/{params['dbname']}?host={quote(str(params['host']))}"
-    engine = make_engine(url)
+def engine(pg_views_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_views_url)
     yield engine
     engine.dispose()
 
