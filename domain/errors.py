@@ -90,3 +90,89 @@ class PaymentsDoNotAddUpError(RuleBrokenError):
 
 class ConflictError(DomainError):
     """A concurrent write won the race; the same command retried may succeed."""
+
+
+class UnknownSaleError(NotFoundError):
+    def __init__(self, terminal: str, client_sale_id: str) -> None:
+        super().__init__(f"terminal {terminal!r} has no sale {client_sale_id!r}")
+
+
+class UnknownReservationError(NotFoundError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no reservation for order {order_id!r}")
+
+
+class UnknownCampaignError(NotFoundError):
+    def __init__(self, campaign: str) -> None:
+        super().__init__(f"unknown campaign {campaign!r}")
+
+
+class UnknownTransferError(NotFoundError):
+    def __init__(self, transfer: str) -> None:
+        super().__init__(f"unknown transfer {transfer!r}")
+
+
+class InsufficientStockError(RuleBrokenError):
+    def __init__(self, sku: str, location: str, requested: int, available: int) -> None:
+        super().__init__(
+            f"only {available} of {sku} available at {location}, {requested} requested"
+        )
+        self.sku = sku
+        self.location = location
+        self.requested = requested
+        self.available = available
+
+
+class InvalidStateError(RuleBrokenError):
+    """The thing is not in a state that allows the command (closed pop-up, expired hold...)."""
+
+
+class LocationNotOpenError(InvalidStateError):
+    def __init__(self, location: str, status: str, action: str = "sell") -> None:
+        super().__init__(f"location {location!r} is {status}: it cannot {action} now")
+
+
+class PopupStillHoldsStockError(InvalidStateError):
+    def __init__(self, location: str, leftovers: dict[str, int]) -> None:
+        listed = ", ".join(f"{qty} x {sku}" for sku, qty in sorted(leftovers.items()))
+        super().__init__(
+            f"pop-up {location!r} still holds stock ({listed}): transfer leftovers out first"
+        )
+        self.leftovers = leftovers
+
+
+class ReturnExceedsSaleError(RuleBrokenError):
+    def __init__(self, sku: str, returnable: int, requested: int) -> None:
+        super().__init__(
+            f"cannot return {requested} x {sku}: only {returnable} sold and not yet returned"
+        )
+
+
+class NotLaunchedError(RuleBrokenError):
+    def __init__(self, sku: str, launch_at: str) -> None:
+        super().__init__(f"{sku} launches at {launch_at}: it cannot be sold or reserved before")
+
+
+class MembersOnlyError(RuleBrokenError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is for members only: sign in as a member")
+
+
+class MemberLimitReachedError(RuleBrokenError):
+    def __init__(self, sku: str, limit: int, held: int) -> None:
+        super().__init__(f"{sku} is limited to {limit} per member; this member already has {held}")
+
+
+class CampaignNotActiveError(InvalidStateError):
+    def __init__(self, campaign: str, status: str) -> None:
+        super().__init__(f"campaign {campaign!r} is {status}")
+
+
+class ReservationExpiredError(InvalidStateError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"the reservation for order {order_id!r} has expired; reserve again")
+
+
+class TerminalElsewhereError(RuleBrokenError):
+    def __init__(self, terminal: str, home: str, given: str) -> None:
+        super().__init__(f"terminal {terminal!r} belongs to {home!r}, not {given!r}")

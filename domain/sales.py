@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import InvalidValueError, PaymentsDoNotAddUpError, SaleIdReusedError
+from domain.errors import (
+    InvalidValueError,
+    PaymentsDoNotAddUpError,
+    ReturnExceedsSaleError,
+    SaleIdReusedError,
+)
 from domain.ids import stream_id
 from domain.values import Money, PaymentMethod, require_code, require_positive
 
-# Stable topic of the stored event: part of the data, never renamed.
+# Stable topics of the stored events: part of the data, never renamed.
 SALE_RECORDED = "retail.PosSale.Recorded"
+SALE_RETURNED = "retail.PosSale.Returned"
+
+# A sale posted this long after it happened was rung up offline: it is flagged as late.
+LATE_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,22 @@ class SaleLine:
 class Payment:
     method: PaymentMethod
     amount: Money
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLine:
+    sku: str
+    quantity: int
+    refund: Money
+
+
+@dataclass(frozen=True, slots=True)
+class SaleFlags:
+    """What a sale tells the store and finance beyond its lines."""
+
+    shift_id: str = ""
+    late: bool = False  # rung up offline, posted later
+    after_shift_close: bool = False  # happened in a shift that had closed when it was posted
 
 
 def sale_total(lines: list[SaleLine]) -> Money:
@@ -93,6 +118,9 @@ class PosSale(Aggregate):
         lines: list[SaleLine],
         payments: list[Payment],
         negative_stock_skus: list[str],
+        shift_id: str,
+        late: bool,
+        after_shift_close: bool,
     ) -> None:
         self.terminal = terminal
         self.client_sale_id = client_sale_id
@@ -102,6 +130,89 @@ class PosSale(Aggregate):
         self.lines = list(lines)
         self.payments = list(payments)
         self.negative_stock_skus = list(negative_stock_skus)
+        self.flags = SaleFlags(shift_id, late, after_shift_close)
+        self.returns: dict[str, list[ReturnLine]] = {}
+
+    @property
+    def returned(self) -> dict[str, int]:
+        units: dict[str, int] = {}
+        for lines in self.returns.values():
+            for line in lines:
+                units[line.sku] = units.get(line.sku, 0) + line.quantity
+        return units
+
+    def sold(self) -> dict[str, tuple[int, Money]]:
+        """Units and net amount sold per SKU."""
+        sold: dict[str, tuple[int, Money]] = {}
+        for line in self.lines:
+            units, net = sold.get(line.sku, (0, Money.zero(line.total.currency)))
+            sold[line.sku] = (units + line.quantity, net.plus(line.total))
+        return sold
+
+    def return_goods(
+        self,
+        return_id: str,
+        items: dict[str, int],
+        refunds: list[Payment],
+        *,
+        damaged: bool,
+        occurred_at: datetime,
+    ) -> list[ReturnLine]:
+        """Takes back some or all of what was sold; the refund is each SKU's net price share.
+
+        Refunds telescope: returning every unit, in any number of returns, refunds exactly the
+        net amount paid, to the fen.
+        """
+        require_code("return_id", return_id)
+        if not items:
+            raise InvalidValueError("lines", "a return needs at least one line")
+        sold, returned = self.sold(), self.returned
+        lines = []
+        for sku, quantity in sorted(items.items()):
+            require_positive(f"lines[{sku}].quantity", quantity)
+            units, net = sold.get(sku, (0, Money.zero(self.total.currency)))
+            before = returned.get(sku, 0)
+            if quantity > units - before:
+                raise ReturnExceedsSaleError(sku, units - before, quantity)
+            after = before + quantity
+            refund = net.minor_units * after // units - net.minor_units * before // units
+            lines.append(ReturnLine(sku, quantity, Money(refund, net.currency)))
+        total = Money.zero(self.total.currency)
+        for line in lines:
+            total = total.plus(line.refund)
+        if refunds:
+            paid = Money.zero(total.currency)
+            for index, given in enumerate(refunds):
+                if given.amount.minor_units <= 0:
+                    raise InvalidValueError(f"refunds[{index}].amount", "must be positive")
+                paid = paid.plus(given.amount, field=f"refunds[{index}].amount")
+            if paid != total:
+                raise PaymentsDoNotAddUpError(total.minor_units, paid.minor_units, total.currency)
+        self._returned(
+            terminal=self.terminal,
+            client_sale_id=self.client_sale_id,
+            location=self.location,
+            return_id=return_id,
+            lines=lines,
+            refunds=list(refunds),
+            damaged=damaged,
+            occurred_at=occurred_at,
+        )
+        return lines
+
+    @event("Returned", topic=SALE_RETURNED)
+    def _returned(
+        self,
+        terminal: str,
+        client_sale_id: str,
+        location: str,
+        return_id: str,
+        lines: list[ReturnLine],
+        refunds: list[Payment],
+        damaged: bool,
+        occurred_at: datetime,
+    ) -> None:
+        self.returns[return_id] = list(lines)
 
     @property
     def total(self) -> Money:

@@ -100,3 +100,41 @@ class PaymentMethod(StrEnum):
     ALIPAY = "alipay"
     WECHAT_PAY = "wechat_pay"
     BANK_CARD = "bank_card"
+
+
+class AdjustmentReason(StrEnum):
+    """Why on hand changed outside a receipt, sale, return or transfer."""
+
+    COUNT = "count"  # a stock count set on hand to what was counted
+    DAMAGE = "damage"  # units found damaged: kept on hand, but unavailable
+    SHRINKAGE = "shrinkage"  # units gone (theft, loss)
+    FOUND = "found"  # units found that stock did not show
+    WRITE_OFF = "write_off"  # damaged units disposed of
+    HOLD = "hold"  # quality hold: unavailable until released
+    RELEASE_HOLD = "release_hold"
+
+
+class PopupStatus(StrEnum):
+    PLANNED = "planned"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class CampaignKind(StrEnum):
+    LIVESTREAM = "livestream"
+    MEMBER_DROP = "member_drop"
+    PRESALE = "presale"
+
+
+class ReservationStatus(StrEnum):
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+def require_non_negative(field: str, value: int) -> int:
+    if value < 0:
+        raise InvalidValueError(field, f"must not be negative, got {value}")
+    return value

@@ -32,20 +32,44 @@ class UnknownEventError(ValueError):
 
 @dataclass(frozen=True)
 class Row:
+    """A view row by primary key. A partial row changes only the columns it names of a row
+    that must already exist (or arrive earlier in the same batch)."""
+
     table: str
     key: tuple[Any, ...]
     values: dict[str, Any]
+    partial: bool = False
 
 
 def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
     kind = envelope.WhichOneof("payload")
     position = envelope.position
-    if kind in {"stock_received", "stock_sold"}:
-        movement = getattr(envelope, kind)
-        return [_stock(movement.sku, movement.location, movement.on_hand_after, envelope)]
+    if kind == "stock_moved":
+        moved = envelope.stock_moved
+        return [_stock(moved.sku, moved.location, moved.levels, envelope)]
     if kind == "stock_item_opened":
         opened = envelope.stock_item_opened
-        return [_stock(opened.sku, opened.location, 0, envelope)]
+        return [_stock(opened.sku, opened.location, events_pb2.StockLevels(), envelope)]
+    if kind == "popup_status_changed":
+        changed = envelope.popup_status_changed
+        # Only the status: a partial row merged into the location's registration row.
+        return [
+            Row("location_view", (changed.location,),
+                {"location": changed.location, "status": changed.status}, partial=True)
+        ]  # fmt: skip
+    if kind == "sale_returned":
+        returned = envelope.sale_returned
+        return [
+            Row("sale_return_view", (returned.sale_id, returned.return_id), {
+                "sale_id": returned.sale_id, "return_id": returned.return_id,
+                "location": returned.location,
+                "units": sum(line.quantity for line in returned.lines),
+                "refund_minor": returned.refund_total.minor_units,
+                "currency": returned.refund_total.currency, "damaged": returned.damaged,
+                "occurred_at": envelope.occurred_at.ToDatetime(tzinfo=UTC),
+                "position": position,
+            })
+        ]  # fmt: skip
     if kind == "sku_registered":
         sku = envelope.sku_registered
         return [
@@ -61,6 +85,7 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
             Row("location_view", (location.location,), {
                 "location": location.location, "kind": kind_name, "channel": channel,
                 "name": location.name, "city": location.city, "district": location.district,
+                "status": "planned" if kind_name == "popup" else "open",
             })
         ]  # fmt: skip
     if kind == "sale_recorded":
@@ -78,14 +103,22 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
     raise UnknownEventError(f"no view applies event type {envelope.event_type!r} ({kind})")
 
 
-def _stock(sku: str, location: str, on_hand: int, envelope: events_pb2.EventEnvelope) -> Row:
+def _stock(
+    sku: str, location: str, levels: events_pb2.StockLevels, envelope: events_pb2.EventEnvelope
+) -> Row:
     return Row(
         "stock_view",
         (sku, location),
         {
             "sku": sku,
             "location": location,
-            "on_hand": on_hand,
+            "on_hand": levels.on_hand,
+            "reserved": levels.reserved,
+            "safety_stock": levels.safety_stock,
+            "unavailable": levels.unavailable,
+            "incoming": levels.incoming,
+            "allocated": levels.allocated,
+            "available": levels.available,
             "position": envelope.position,
             "updated_at": envelope.recorded_at.ToDatetime(tzinfo=UTC),
         },

@@ -21,6 +21,8 @@ class LocationView(Base):
     name: Mapped[str] = mapped_column(String(200))
     city: Mapped[str] = mapped_column(String(100))
     district: Mapped[str] = mapped_column(String(100))
+    # open, or for a pop-up: planned, open, closing, closed.
+    status: Mapped[str] = mapped_column(String(16), default="open")
 
 
 class SkuView(Base):
@@ -34,13 +36,19 @@ class SkuView(Base):
 
 
 class StockView(Base):
-    """On hand per SKU and location, as of the last movement applied."""
+    """Stock levels per SKU and location, as of the last movement applied."""
 
     __tablename__ = "stock_view"
 
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     location: Mapped[str] = mapped_column(String(64), primary_key=True)
     on_hand: Mapped[int] = mapped_column(BigInteger)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    safety_stock: Mapped[int] = mapped_column(BigInteger, default=0)
+    unavailable: Mapped[int] = mapped_column(BigInteger, default=0)
+    incoming: Mapped[int] = mapped_column(BigInteger, default=0)
+    allocated: Mapped[int] = mapped_column(BigInteger, default=0)
+    available: Mapped[int] = mapped_column(BigInteger, default=0)
     position: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -57,6 +65,20 @@ class SaleView(Base):
     total_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     units: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class SaleReturnView(Base):
+    __tablename__ = "sale_return_view"
+
+    sale_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    return_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    location: Mapped[str] = mapped_column(String(64), index=True)
+    units: Mapped[int] = mapped_column(BigInteger)
+    refund_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    damaged: Mapped[bool] = mapped_column(default=False)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     position: Mapped[int] = mapped_column(BigInteger)
 

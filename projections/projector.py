@@ -41,12 +41,19 @@ class ProjectorStats:
 @dataclass
 class _Batch:
     rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
+    updates: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, row: Row) -> None:
-        self.rows.setdefault(row.table, {})[row.key] = row.values
+        rows = self.rows.setdefault(row.table, {})
+        if not row.partial:
+            rows[row.key] = dict(row.values)
+        elif row.key in rows:
+            rows[row.key].update(row.values)
+        else:
+            self.updates.setdefault(row.table, {}).setdefault(row.key, {}).update(row.values)
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -58,6 +65,15 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> No
     keys = [c.name for c in table.primary_key.columns]
     updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
+
+
+def update_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE the named columns of existing rows, found by primary key."""
+    keys = [c.name for c in table.primary_key.columns]
+    for row in rows:
+        condition = [table.c[k] == row[k] for k in keys]
+        conn.execute(table.update().where(*condition).values(
+            {k: v for k, v in row.items() if k not in keys}))  # fmt: skip
 
 
 class Projector:
@@ -127,6 +143,8 @@ class Projector:
                 self._apply_one(batch, topic, partition, offset, envelope)
             for name, rows in batch.rows.items():
                 upsert(conn, TABLES[name], list(rows.values()))
+            for name, updates in batch.updates.items():
+                update_rows(conn, TABLES[name], list(updates.values()))
             upsert(
                 conn,
                 TABLES[AppliedStream.__tablename__],

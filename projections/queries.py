@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
+from domain.stock import Levels
 from projections.models import LocationView, SkuView, StockView
 
 
@@ -17,6 +18,7 @@ class LocationStock:
     city: str
     district: str
     on_hand: int
+    levels: Levels
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,11 @@ class StockQueries:
             select(
                 StockView.location,
                 StockView.on_hand,
+                StockView.reserved,
+                StockView.safety_stock,
+                StockView.unavailable,
+                StockView.incoming,
+                StockView.allocated,
                 StockView.position,
                 LocationView.kind,
                 LocationView.channel,
@@ -67,6 +74,14 @@ class StockQueries:
                     city=row.city or "",
                     district=row.district or "",
                     on_hand=row.on_hand,
+                    levels=Levels(
+                        row.on_hand,
+                        row.reserved,
+                        row.safety_stock,
+                        row.unavailable,
+                        row.incoming,
+                        row.allocated,
+                    ),
                 )
             )
             by_channel[channel] = by_channel.get(channel, 0) + row.on_hand

@@ -1,7 +1,8 @@
 """Maps the write side's domain events to the protobuf contract on Kafka (protos/.../events.proto).
 
 Stored events are not forwarded as they are: their JSON carries library type tags. Each event
-type is mapped explicitly, so the Kafka contract changes only on purpose.
+type is mapped explicitly, so the Kafka contract changes only on purpose. Events that only the
+write side needs (quotas, terminals, index notes) stay there: `to_outgoing` answers None.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from uuid import UUID, uuid5
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from domain.catalog import LOCATION_REGISTERED, SKU_REGISTERED
+from domain.catalog import (
+    LOCATION_REGISTERED,
+    POPUP_CLOSED,
+    POPUP_CLOSING,
+    POPUP_OPENED,
+    SKU_REGISTERED,
+)
 from domain.ids import NAMESPACE
-from domain.sales import SALE_RECORDED
-from domain.stock import STOCK_OPENED, STOCK_RECEIVED, STOCK_SOLD
+from domain.sales import SALE_RECORDED, SALE_RETURNED
+from domain.stock import STOCK_MOVED, STOCK_OPENED
 from domain.values import Channel, LocationKind, Money, PaymentMethod
 from protos.retail.v1 import common_pb2, events_pb2
 from services.bus import CATALOG_TOPIC, SALES_TOPIC, STOCK_TOPIC
@@ -94,6 +101,9 @@ def to_outgoing(
     """The Kafka record for one domain event (typed Any: the event classes are made by the
     aggregates' decorators), or None for events that stay on the write side."""
     topic: str = type(event).TOPIC
+    mapper = _MAPPERS.get(topic)
+    if mapper is None:
+        return None
     envelope = events_pb2.EventEnvelope(
         event_id=str(event_id(event.originator_id, event.originator_version)),
         event_type=topic,
@@ -105,81 +115,147 @@ def to_outgoing(
         position=position,
         application=application,
     )
-    if topic == SKU_REGISTERED:
-        envelope.sku_registered.CopyFrom(
-            events_pb2.SkuRegistered(
-                sku=event.code,
-                name=event.name,
-                series=event.series,
-                list_price=money(event.list_price),
-            )
+    kafka_topic, key = mapper(event, envelope, lookup)
+    return Outgoing(kafka_topic, key.encode(), envelope)
+
+
+Mapper = Callable[[Any, events_pb2.EventEnvelope, LocationLookup], tuple[str, str]]
+
+
+def _sku_registered(
+    event: Any, envelope: events_pb2.EventEnvelope, _: LocationLookup
+) -> tuple[str, str]:
+    payload = envelope.sku_registered
+    payload.sku, payload.name, payload.series = event.code, event.name, event.series
+    payload.list_price.CopyFrom(money(event.list_price))
+    payload.tax_rate_bp = event.tax_rate_bp
+    payload.limited_edition = event.limited_edition
+    payload.member_only = event.member_only
+    payload.member_limit = event.member_limit
+    if event.launch_at is not None:
+        payload.launch_at.CopyFrom(timestamp(event.launch_at))
+    return CATALOG_TOPIC, event.code
+
+
+def _location_registered(
+    event: Any, envelope: events_pb2.EventEnvelope, _: LocationLookup
+) -> tuple[str, str]:
+    kind = LocationKind(event.kind)
+    envelope.source.CopyFrom(
+        events_pb2.Source(
+            channel=CHANNEL_TO_PROTO[kind.channel], location=event.code, district=event.district
         )
-        return Outgoing(CATALOG_TOPIC, event.code.encode(), envelope)
-    if topic == LOCATION_REGISTERED:
-        kind = LocationKind(event.kind)
-        envelope.source.CopyFrom(
-            events_pb2.Source(channel=CHANNEL_TO_PROTO[kind.channel], location=event.code,
-                              district=event.district)
-        )  # fmt: skip
-        envelope.location_registered.CopyFrom(
-            events_pb2.LocationRegistered(
-                location=event.code, kind=KIND_TO_PROTO[kind], name=event.name, city=event.city,
-                district=event.district,
-            )
-        )  # fmt: skip
-        return Outgoing(CATALOG_TOPIC, event.code.encode(), envelope)
-    if topic == STOCK_OPENED:
+    )
+    envelope.location_registered.CopyFrom(
+        events_pb2.LocationRegistered(
+            location=event.code, kind=KIND_TO_PROTO[kind], name=event.name, city=event.city,
+            district=event.district, venue=event.venue, opens_on=event.opens_on,
+            closes_on=event.closes_on,
+        )
+    )  # fmt: skip
+    return CATALOG_TOPIC, event.code
+
+
+def _popup_status(status: str) -> Mapper:
+    def mapper(
+        event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+    ) -> tuple[str, str]:
         envelope.source.CopyFrom(_source(event.location, lookup))
-        envelope.stock_item_opened.CopyFrom(
-            events_pb2.StockItemOpened(sku=event.sku, location=event.location)
-        )
-        return Outgoing(STOCK_TOPIC, event.sku.encode(), envelope)
-    if topic in {STOCK_RECEIVED, STOCK_SOLD}:
-        return _stock_movement(event, envelope, lookup)
-    if topic == SALE_RECORDED:
-        envelope.occurred_at.CopyFrom(timestamp(event.occurred_at))
-        envelope.source.CopyFrom(_source(event.location, lookup, terminal=event.terminal))
-        recorded = envelope.sale_recorded
-        recorded.sale_id = str(event.originator_id)
-        recorded.terminal = event.terminal
-        recorded.client_sale_id = event.client_sale_id
-        recorded.location = event.location
-        recorded.staff = event.staff
-        total = None
-        for line in event.lines:
-            recorded.lines.add(
-                sku=line.sku, quantity=line.quantity, unit_price=money(line.unit_price),
-                discount=money(line.discount),
-            )  # fmt: skip
-            total = line.total if total is None else total.plus(line.total)
-        for payment in event.payments:
-            recorded.payments.add(
-                method=PAYMENT_TO_PROTO[payment.method], amount=money(payment.amount)
-            )
-        if total is not None:
-            recorded.total.CopyFrom(money(total))
-        return Outgoing(SALES_TOPIC, str(event.originator_id).encode(), envelope)
-    return None
+        changed = envelope.popup_status_changed
+        changed.location, changed.status = event.location, status
+        changed.final_count.update(getattr(event, "final_count", {}))
+        return CATALOG_TOPIC, event.location
+
+    return mapper
 
 
-def _stock_movement(
+def _stock_opened(
     event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
-) -> Outgoing:
-    sku: str = event.sku
-    location: str = event.location
-    envelope.source.CopyFrom(_source(location, lookup))
-    if type(event).TOPIC == STOCK_RECEIVED:
-        envelope.stock_received.CopyFrom(
-            events_pb2.StockReceived(
-                sku=sku, location=location, quantity=event.quantity, reference=event.reference,
-                on_hand_after=event.on_hand_after,
-            )
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    envelope.stock_item_opened.CopyFrom(
+        events_pb2.StockItemOpened(sku=event.sku, location=event.location)
+    )
+    return STOCK_TOPIC, event.sku
+
+
+def _stock_moved(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    allocated = sum(event.allocations.values())
+    available = event.on_hand - event.reserved - event.safety_stock - event.unavailable - allocated
+    envelope.stock_moved.CopyFrom(
+        events_pb2.StockMoved(
+            sku=event.sku, location=event.location, reason=event.reason, quantity=event.quantity,
+            reference=str(event.reference), campaign=event.campaign,
+            levels=events_pb2.StockLevels(
+                on_hand=event.on_hand, reserved=event.reserved, safety_stock=event.safety_stock,
+                unavailable=event.unavailable, incoming=event.incoming, allocated=allocated,
+                available=available,
+            ),
+            went_negative=event.on_hand < 0,
+        )
+    )  # fmt: skip
+    return STOCK_TOPIC, event.sku
+
+
+def _sale_recorded(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.occurred_at.CopyFrom(timestamp(event.occurred_at))
+    envelope.source.CopyFrom(_source(event.location, lookup, terminal=event.terminal))
+    recorded = envelope.sale_recorded
+    recorded.sale_id = str(event.originator_id)
+    recorded.terminal, recorded.client_sale_id = event.terminal, event.client_sale_id
+    recorded.location, recorded.staff = event.location, event.staff
+    recorded.shift_id, recorded.late = event.shift_id, event.late
+    recorded.after_shift_close = event.after_shift_close
+    recorded.negative_stock_skus.extend(event.negative_stock_skus)
+    total = None
+    for line in event.lines:
+        recorded.lines.add(
+            sku=line.sku, quantity=line.quantity, unit_price=money(line.unit_price),
+            discount=money(line.discount),
         )  # fmt: skip
-    else:
-        envelope.stock_sold.CopyFrom(
-            events_pb2.StockSold(
-                sku=sku, location=location, quantity=event.quantity, sale_id=str(event.sale_id),
-                on_hand_after=event.on_hand_after, went_negative=event.on_hand_after < 0,
-            )
-        )  # fmt: skip
-    return Outgoing(STOCK_TOPIC, sku.encode(), envelope)
+        total = line.total if total is None else total.plus(line.total)
+    for payment in event.payments:
+        recorded.payments.add(method=PAYMENT_TO_PROTO[payment.method], amount=money(payment.amount))
+    if total is not None:
+        recorded.total.CopyFrom(money(total))
+    return SALES_TOPIC, str(event.originator_id)
+
+
+def _sale_returned(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.occurred_at.CopyFrom(timestamp(event.occurred_at))
+    envelope.source.CopyFrom(_source(event.location, lookup, terminal=event.terminal))
+    returned = envelope.sale_returned
+    returned.sale_id = str(event.originator_id)
+    returned.terminal, returned.client_sale_id = event.terminal, event.client_sale_id
+    returned.location, returned.return_id, returned.damaged = (
+        event.location, event.return_id, event.damaged,
+    )  # fmt: skip
+    total = None
+    for line in event.lines:
+        returned.lines.add(sku=line.sku, quantity=line.quantity, refund=money(line.refund))
+        total = line.refund if total is None else total.plus(line.refund)
+    for refund in event.refunds:
+        returned.refunds.add(method=PAYMENT_TO_PROTO[refund.method], amount=money(refund.amount))
+    if total is not None:
+        returned.refund_total.CopyFrom(money(total))
+    return SALES_TOPIC, str(event.originator_id)
+
+
+_MAPPERS: dict[str, Mapper] = {
+    SKU_REGISTERED: _sku_registered,
+    LOCATION_REGISTERED: _location_registered,
+    POPUP_OPENED: _popup_status("open"),
+    POPUP_CLOSING: _popup_status("closing"),
+    POPUP_CLOSED: _popup_status("closed"),
+    STOCK_OPENED: _stock_opened,
+    STOCK_MOVED: _stock_moved,
+    SALE_RECORDED: _sale_recorded,
+    SALE_RETURNED: _sale_returned,
+}

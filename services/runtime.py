@@ -16,6 +16,7 @@ from projections.queries import StockQueries
 from services.application import RetailApp
 from services.bus import EnvelopeProducer, ensure_topics, new_consumer, topic_names
 from services.config import Settings
+from services.flash import FlashSales
 from services.localkafka import LocalKafka
 from services.relay import OutboxRelay
 from services.relay import run_in_thread as run_relay
@@ -37,6 +38,7 @@ class Backend:
         self.relay: OutboxRelay | None = None
         self.projector: Projector | None = None
         self.api: Api | None = None
+        self.flash: FlashSales | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -83,9 +85,12 @@ class Backend:
             self._threads.append(run_projector(self.projector, self.stop_event))
         if "api" in s.roles:
             assert self.engine is not None
+            self.flash = FlashSales(self.app)
+            self._threads.append(_start_sweeper(self.app, self.stop_event))
             self.api = create_server(
-                s.grpc_address, self.app, StockQueries(self.engine), workers=s.grpc_workers
-            )
+                s.grpc_address, self.app, StockQueries(self.engine), self.flash,
+                workers=s.grpc_workers,
+            )  # fmt: skip
             log.info(
                 "serving retail.v1 gRPC on %s",
                 s.grpc_address.rsplit(":", 1)[0] + f":{self.api.port}",
@@ -96,6 +101,9 @@ class Backend:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self.flash is not None:
+            self.flash.stop()
+            self.flash = None
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout=15)
@@ -128,3 +136,20 @@ class Backend:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _start_sweeper(app: RetailApp, stop: threading.Event, every: float = 0.5) -> threading.Thread:
+    """Releases expired reservation holds even when nobody asks about them."""
+
+    def sweep() -> None:
+        while not stop.wait(every):
+            try:
+                released = app.expire_due()
+                if released:
+                    log.info("released %d expired reservation holds", released)
+            except Exception:
+                log.exception("reservation sweep failed; trying again")
+
+    thread = threading.Thread(target=sweep, name="reservation-sweeper", daemon=True)
+    thread.start()
+    return thread

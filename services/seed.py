@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.values import LocationKind, Money
+from domain.values import LocationKind, Money, PopupStatus
 from services.application import RetailApp
 
 DEMO_SKUS = (
@@ -41,4 +41,6 @@ def seed_demo(app: RetailApp) -> None:
     for code, name, series, price in DEMO_SKUS:
         app.register_sku(code, name, series, Money(price, "CNY"))
     for code, kind, name, city, district in DEMO_LOCATIONS:
-        app.register_location(code, kind, name, city, district)
+        location, _ = app.register_location(code, kind, name, city, district)
+        if kind is LocationKind.POPUP and location.status is PopupStatus.PLANNED:
+            app.open_popup(code)

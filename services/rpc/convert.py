@@ -9,7 +9,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from domain.errors import InvalidValueError
 from domain.sales import Payment
-from domain.values import LocationKind, Money, PaymentMethod
+from domain.stock import Levels
+from domain.values import (
+    AdjustmentReason,
+    CampaignKind,
+    LocationKind,
+    Money,
+    PaymentMethod,
+    PopupStatus,
+)
 from protos.retail.v1 import common_pb2, pos_pb2
 from services.application import SaleLineInput
 from services.envelopes import KIND_TO_PROTO, PAYMENT_TO_PROTO
@@ -87,3 +95,64 @@ def payments_in(payments: Iterable[pos_pb2.PaymentInput]) -> list[Payment]:
         )
         for index, payment in enumerate(payments)
     ]
+
+
+def sku_quantities_in(field: str, lines: Iterable[common_pb2.SkuQuantity]) -> dict[str, int]:
+    """Lines of SKU and quantity as a mapping; a SKU named twice is refused."""
+    result: dict[str, int] = {}
+    for index, line in enumerate(lines):
+        if line.sku in result:
+            raise InvalidValueError(f"{field}[{index}].sku", f"{line.sku!r} appears twice")
+        result[line.sku] = line.quantity
+    return result
+
+
+def sku_quantities_out(quantities: dict[str, int]) -> list[common_pb2.SkuQuantity]:
+    return [common_pb2.SkuQuantity(sku=s, quantity=q) for s, q in sorted(quantities.items())]
+
+
+def levels_out(levels: Levels) -> common_pb2.Levels:
+    return common_pb2.Levels(
+        on_hand=levels.on_hand, reserved=levels.reserved, safety_stock=levels.safety_stock,
+        unavailable=levels.unavailable, incoming=levels.incoming, allocated=levels.allocated,
+        available=levels.available,
+    )  # fmt: skip
+
+
+ADJUSTMENT_FROM_PROTO = {
+    common_pb2.ADJUSTMENT_REASON_COUNT: AdjustmentReason.COUNT,
+    common_pb2.ADJUSTMENT_REASON_DAMAGE: AdjustmentReason.DAMAGE,
+    common_pb2.ADJUSTMENT_REASON_SHRINKAGE: AdjustmentReason.SHRINKAGE,
+    common_pb2.ADJUSTMENT_REASON_FOUND: AdjustmentReason.FOUND,
+    common_pb2.ADJUSTMENT_REASON_WRITE_OFF: AdjustmentReason.WRITE_OFF,
+    common_pb2.ADJUSTMENT_REASON_HOLD: AdjustmentReason.HOLD,
+    common_pb2.ADJUSTMENT_REASON_RELEASE_HOLD: AdjustmentReason.RELEASE_HOLD,
+}
+CAMPAIGN_TO_PROTO = {
+    CampaignKind.LIVESTREAM: common_pb2.CAMPAIGN_KIND_LIVESTREAM,
+    CampaignKind.MEMBER_DROP: common_pb2.CAMPAIGN_KIND_MEMBER_DROP,
+    CampaignKind.PRESALE: common_pb2.CAMPAIGN_KIND_PRESALE,
+}
+CAMPAIGN_FROM_PROTO = {v: k for k, v in CAMPAIGN_TO_PROTO.items()}
+POPUP_TO_PROTO = {
+    PopupStatus.PLANNED: common_pb2.POPUP_STATUS_PLANNED,
+    PopupStatus.OPEN: common_pb2.POPUP_STATUS_OPEN,
+    PopupStatus.CLOSING: common_pb2.POPUP_STATUS_CLOSING,
+    PopupStatus.CLOSED: common_pb2.POPUP_STATUS_CLOSED,
+}
+
+
+def adjustment_in(field: str, value: common_pb2.AdjustmentReason.ValueType) -> AdjustmentReason:
+    reason = ADJUSTMENT_FROM_PROTO.get(value)
+    if reason is None:
+        raise InvalidValueError(
+            field, "is required (count, damage, shrinkage, found, write-off, hold, release hold)"
+        )
+    return reason
+
+
+def campaign_kind_in(field: str, value: common_pb2.CampaignKind.ValueType) -> CampaignKind:
+    kind = CAMPAIGN_FROM_PROTO.get(value)
+    if kind is None:
+        raise InvalidValueError(field, "is required (livestream, member drop or pre-sale)")
+    return kind

@@ -17,6 +17,7 @@ from domain.errors import (
     NotFoundError,
     RuleBrokenError,
 )
+from services.flash import OverloadedError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (RuleBrokenError, grpc.StatusCode.FAILED_PRECONDITION),
     (ConflictError, grpc.StatusCode.ABORTED),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (EventStoreOperationalError, grpc.StatusCode.UNAVAILABLE),
     (ViewsOperationalError, grpc.StatusCode.UNAVAILABLE),

@@ -17,17 +17,21 @@ from protos.retail.v1 import (
     inventory_pb2_grpc,
     location_pb2,
     location_pb2_grpc,
+    order_pb2,
+    order_pb2_grpc,
     pos_pb2,
     pos_pb2_grpc,
     stock_pb2,
     stock_pb2_grpc,
 )
 from services.application import RetailApp
+from services.flash import FlashSales
 from services.rpc.errors import ErrorMappingInterceptor
 from services.rpc.servicers import (
     CatalogServicer,
     InventoryServicer,
     LocationServicer,
+    OrderServicer,
     PosServicer,
     StockServicer,
 )
@@ -36,6 +40,7 @@ SERVICE_NAMES = (
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     location_pb2.DESCRIPTOR.services_by_name["LocationService"].full_name,
     inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
+    order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
     stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
 )
@@ -61,7 +66,9 @@ class Api:
         self.server.stop(grace).wait(grace + 1)
 
 
-def create_server(address: str, app: RetailApp, queries: StockQueries, workers: int = 32) -> Api:
+def create_server(
+    address: str, app: RetailApp, queries: StockQueries, flash: FlashSales, workers: int = 32
+) -> Api:
     """Builds and starts the server; bind port 0 to let the OS choose (tests)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
@@ -71,6 +78,7 @@ def create_server(address: str, app: RetailApp, queries: StockQueries, workers: 
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
     location_pb2_grpc.add_LocationServiceServicer_to_server(LocationServicer(app), server)
     inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(app), server)
+    order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app, flash), server)
     pos_pb2_grpc.add_PosServiceServicer_to_server(PosServicer(app), server)
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(queries, app), server)
     health_servicer = health.HealthServicer()

@@ -5,11 +5,15 @@ No try/except here: the interceptor in services.rpc.errors maps every refusal to
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 
-from domain.catalog import Location, Sku
+from domain.catalog import Location, PopupDetails, Sku, SkuTerms
 from domain.errors import UnknownSkuError
-from domain.values import Money
+from domain.online import Campaign, ReservedLine
+from domain.shifts import Shift, ZTotal
+from domain.values import ReservationStatus
 from projections.queries import StockQueries
 from protos.retail.v1 import (
     catalog_pb2,
@@ -19,23 +23,51 @@ from protos.retail.v1 import (
     inventory_pb2_grpc,
     location_pb2,
     location_pb2_grpc,
+    order_pb2,
+    order_pb2_grpc,
     pos_pb2,
     pos_pb2_grpc,
     stock_pb2,
     stock_pb2_grpc,
 )
-from services.application import RetailApp, SaleReceipt
-from services.envelopes import CHANNEL_TO_PROTO, KIND_TO_PROTO
+from services.application import (
+    DEFAULT_HOLD,
+    ReservationView,
+    RetailApp,
+    SaleReceipt,
+    StockReceipt,
+    TransferView,
+)
+from services.envelopes import CHANNEL_TO_PROTO, KIND_TO_PROTO, PAYMENT_TO_PROTO
+from services.flash import FlashResult, FlashSales, Outcome
 from services.rpc import convert
 
 CHANNEL_BY_NAME = {channel.value: proto for channel, proto in CHANNEL_TO_PROTO.items()}
 KIND_BY_NAME = {kind.value: proto for kind, proto in KIND_TO_PROTO.items()}
+RESERVATION_TO_PROTO = {
+    ReservationStatus.HELD: order_pb2.RESERVATION_STATUS_HELD,
+    ReservationStatus.CONFIRMED: order_pb2.RESERVATION_STATUS_CONFIRMED,
+    ReservationStatus.RELEASED: order_pb2.RESERVATION_STATUS_RELEASED,
+    ReservationStatus.EXPIRED: order_pb2.RESERVATION_STATUS_EXPIRED,
+}
+OUTCOME_TO_PROTO = {
+    Outcome.CONFIRMED: order_pb2.FLASH_OUTCOME_CONFIRMED,
+    Outcome.SOLD_OUT: order_pb2.FLASH_OUTCOME_SOLD_OUT,
+    Outcome.LIMIT_REACHED: order_pb2.FLASH_OUTCOME_LIMIT_REACHED,
+}
 
 
 def _sku_out(sku: Sku) -> catalog_pb2.Sku:
-    return catalog_pb2.Sku(
-        sku=sku.code, name=sku.name, series=sku.series, list_price=convert.money_out(sku.list_price)
-    )
+    terms = sku.terms
+    out = catalog_pb2.Sku(
+        sku=sku.code, name=sku.name, series=sku.series,
+        list_price=convert.money_out(sku.list_price), tax_rate_bp=terms.tax_rate_bp,
+        limited_edition=terms.limited_edition,
+        member_only=terms.member_only, member_limit=terms.member_limit,
+    )  # fmt: skip
+    if terms.launch_at is not None:
+        out.launch_at.CopyFrom(convert.timestamp_out(terms.launch_at))
+    return out
 
 
 def _location_out(location: Location) -> location_pb2.Location:
@@ -45,6 +77,11 @@ def _location_out(location: Location) -> location_pb2.Location:
         name=location.name,
         city=location.city,
         district=location.district,
+        venue=location.popup.venue,
+        opens_on=location.popup.opens_on,
+        closes_on=location.popup.closes_on,
+        status=convert.POPUP_TO_PROTO[location.status],
+        final_count=location.final_count,
     )
 
 
@@ -56,8 +93,15 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.RegisterSkuRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.RegisterSkuResponse:
         given = request.sku
-        price: Money = convert.money_in("sku.list_price", given.list_price)
-        sku, position = self.app.register_sku(given.sku, given.name, given.series, price)
+        terms = SkuTerms(
+            tax_rate_bp=given.tax_rate_bp,
+            limited_edition=given.limited_edition,
+            member_only=given.member_only,
+            launch_at=convert.timestamp_in(given, "launch_at"),
+            member_limit=given.member_limit,
+        )
+        price = convert.money_in("sku.list_price", given.list_price)
+        sku, position = self.app.register_sku(given.sku, given.name, given.series, price, terms)
         return catalog_pb2.RegisterSkuResponse(sku=_sku_out(sku), position=position)
 
     def GetSku(
@@ -74,9 +118,10 @@ class LocationServicer(location_pb2_grpc.LocationServiceServicer):
         self, request: location_pb2.RegisterLocationRequest, context: grpc.ServicerContext
     ) -> location_pb2.RegisterLocationResponse:
         given = request.location
+        popup = PopupDetails(given.venue, given.opens_on, given.closes_on)
         location, position = self.app.register_location(
             given.location, convert.kind_in("location.kind", given.kind), given.name, given.city,
-            given.district,
+            given.district, popup,
         )  # fmt: skip
         return location_pb2.RegisterLocationResponse(
             location=_location_out(location), position=position
@@ -87,6 +132,39 @@ class LocationServicer(location_pb2_grpc.LocationServiceServicer):
     ) -> location_pb2.Location:
         return _location_out(self.app.get_location(request.location))
 
+    def OpenPopup(
+        self, request: location_pb2.PopupRequest, context: grpc.ServicerContext
+    ) -> location_pb2.Location:
+        return _location_out(self.app.open_popup(request.location)[0])
+
+    def StartClosingPopup(
+        self, request: location_pb2.PopupRequest, context: grpc.ServicerContext
+    ) -> location_pb2.Location:
+        return _location_out(self.app.start_closing_popup(request.location)[0])
+
+    def ClosePopup(
+        self, request: location_pb2.ClosePopupRequest, context: grpc.ServicerContext
+    ) -> location_pb2.Location:
+        counted = dict(request.final_count)
+        return _location_out(self.app.close_popup(request.location, counted)[0])
+
+
+def _change_out(receipt: StockReceipt) -> inventory_pb2.StockChange:
+    return inventory_pb2.StockChange(
+        sku=receipt.sku, location=receipt.location, on_hand=receipt.on_hand,
+        position=receipt.position, levels=convert.levels_out(receipt.levels),
+    )  # fmt: skip
+
+
+def _transfer_out(view: TransferView) -> inventory_pb2.Transfer:
+    return inventory_pb2.Transfer(
+        transfer_id=view.code, from_location=view.source, to_location=view.destination,
+        sent=convert.sku_quantities_out(view.sent),
+        received=convert.sku_quantities_out(view.received or {}),
+        lost_in_transit=convert.sku_quantities_out(view.lost),
+        arrived=view.received is not None, position=view.position,
+    )  # fmt: skip
+
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     def __init__(self, app: RetailApp) -> None:
@@ -94,14 +172,146 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     def ReceiveStock(
         self, request: inventory_pb2.ReceiveStockRequest, context: grpc.ServicerContext
-    ) -> inventory_pb2.ReceiveStockResponse:
-        receipt = self.app.receive_stock(
-            request.sku, request.location, request.quantity, request.reference
+    ) -> inventory_pb2.StockChange:
+        return _change_out(
+            self.app.receive_stock(
+                request.sku, request.location, request.quantity, request.reference
+            )
         )
-        return inventory_pb2.ReceiveStockResponse(
-            sku=receipt.sku, location=receipt.location, on_hand=receipt.on_hand,
-            position=receipt.position,
+
+    def AdjustStock(
+        self, request: inventory_pb2.AdjustStockRequest, context: grpc.ServicerContext
+    ) -> inventory_pb2.StockChange:
+        reason = convert.adjustment_in("reason", request.reason)
+        return _change_out(
+            self.app.adjust_stock(
+                request.sku, request.location, reason, request.quantity, request.reference
+            )
+        )
+
+    def SetSafetyStock(
+        self, request: inventory_pb2.SetSafetyStockRequest, context: grpc.ServicerContext
+    ) -> inventory_pb2.StockChange:
+        return _change_out(
+            self.app.set_safety_stock(
+                request.sku, request.location, request.quantity, request.reference
+            )
+        )
+
+    def GetStockLevels(
+        self, request: inventory_pb2.GetStockLevelsRequest, context: grpc.ServicerContext
+    ) -> inventory_pb2.StockChange:
+        levels = self.app.stock_levels(request.sku, request.location)
+        return _change_out(StockReceipt(request.sku, request.location, levels, self.app._head()))
+
+    def DispatchTransfer(
+        self, request: inventory_pb2.DispatchTransferRequest, context: grpc.ServicerContext
+    ) -> inventory_pb2.Transfer:
+        lines = convert.sku_quantities_in("lines", request.lines)
+        return _transfer_out(
+            self.app.dispatch_transfer(
+                request.transfer_id, request.from_location, request.to_location, lines
+            )
+        )
+
+    def ReceiveTransfer(
+        self, request: inventory_pb2.ReceiveTransferRequest, context: grpc.ServicerContext
+    ) -> inventory_pb2.Transfer:
+        lines = convert.sku_quantities_in("lines", request.lines)
+        return _transfer_out(self.app.receive_transfer(request.transfer_id, lines))
+
+
+def _reservation_out(view: ReservationView) -> order_pb2.Reservation:
+    return order_pb2.Reservation(
+        order_id=view.order_id, member_id=view.member, location=view.location,
+        lines=[common_pb2.SkuQuantity(sku=line.sku, quantity=line.quantity) for line in view.lines],
+        campaign=view.campaign, status=RESERVATION_TO_PROTO[view.status],
+        expires_at=convert.timestamp_out(view.expires_at), position=view.position,
+        replayed=view.replayed,
+    )  # fmt: skip
+
+
+def _campaign_out(
+    campaign: Campaign, position: int, returned: dict[str, int] | None = None
+) -> order_pb2.Campaign:
+    return order_pb2.Campaign(
+        campaign=campaign.code, kind=convert.CAMPAIGN_TO_PROTO[campaign.kind],
+        location=campaign.location, allocations=convert.sku_quantities_out(campaign.allocations),
+        active=campaign.active, returned=convert.sku_quantities_out(returned or {}),
+        position=position,
+    )  # fmt: skip
+
+
+def _flash_out(result: FlashResult) -> order_pb2.FlashBuyResponse:
+    return order_pb2.FlashBuyResponse(
+        order_id=result.order_id, outcome=OUTCOME_TO_PROTO[result.outcome],
+        quantity=result.quantity, remaining=result.remaining, position=result.position,
+        replayed=result.replayed,
+    )  # fmt: skip
+
+
+class OrderServicer(order_pb2_grpc.OrderServiceServicer):
+    def __init__(self, app: RetailApp, flash: FlashSales) -> None:
+        self.app = app
+        self.flash = flash
+
+    def Reserve(
+        self, request: order_pb2.ReserveRequest, context: grpc.ServicerContext
+    ) -> order_pb2.Reservation:
+        lines = [
+            ReservedLine(sku, quantity)
+            for sku, quantity in convert.sku_quantities_in("lines", request.lines).items()
+        ]
+        hold = timedelta(seconds=request.hold_seconds) if request.hold_seconds else DEFAULT_HOLD
+        return _reservation_out(
+            self.app.reserve(
+                request.order_id, request.member_id, request.location, lines, request.campaign,
+                hold,
+            )
         )  # fmt: skip
+
+    def ConfirmReservation(
+        self, request: order_pb2.OrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.Reservation:
+        return _reservation_out(self.app.confirm_reservation(request.order_id))
+
+    def CancelReservation(
+        self, request: order_pb2.OrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.Reservation:
+        return _reservation_out(self.app.cancel_reservation(request.order_id))
+
+    def GetReservation(
+        self, request: order_pb2.OrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.Reservation:
+        return _reservation_out(self.app.get_reservation(request.order_id))
+
+    def FlashBuy(
+        self, request: order_pb2.FlashBuyRequest, context: grpc.ServicerContext
+    ) -> order_pb2.FlashBuyResponse:
+        remaining = context.time_remaining()
+        timeout = min(remaining, 30.0) if remaining is not None else 30.0
+        return _flash_out(
+            self.flash.buy(
+                request.order_id, request.sku, request.location, request.member_id,
+                request.quantity or 1, request.campaign, timeout=timeout,
+            )
+        )  # fmt: skip
+
+    def StartCampaign(
+        self, request: order_pb2.StartCampaignRequest, context: grpc.ServicerContext
+    ) -> order_pb2.Campaign:
+        kind = convert.campaign_kind_in("kind", request.kind)
+        allocations = convert.sku_quantities_in("allocations", request.allocations)
+        campaign, position = self.app.start_campaign(
+            request.campaign, kind, request.location, allocations
+        )
+        return _campaign_out(campaign, position)
+
+    def EndCampaign(
+        self, request: order_pb2.EndCampaignRequest, context: grpc.ServicerContext
+    ) -> order_pb2.Campaign:
+        campaign, returned, position = self.app.end_campaign(request.campaign)
+        return _campaign_out(campaign, position, returned)
 
 
 def _receipt_out(receipt: SaleReceipt) -> pos_pb2.SaleReceipt:
@@ -116,12 +326,32 @@ def _receipt_out(receipt: SaleReceipt) -> pos_pb2.SaleReceipt:
         position=receipt.position,
         replayed=receipt.replayed,
         negative_stock_skus=receipt.negative_stock_skus,
+        shift_id=receipt.shift_id,
+        late=receipt.late,
+        after_shift_close=receipt.after_shift_close,
     )
     for line in receipt.lines:
         out.lines.add(
             sku=line.sku, quantity=line.quantity, unit_price=convert.money_out(line.unit_price),
             discount=convert.money_out(line.discount), line_total=convert.money_out(line.total),
         )  # fmt: skip
+    return out
+
+
+def _shift_out(shift: Shift, position: int) -> pos_pb2.Shift:
+    out = pos_pb2.Shift(
+        terminal_id=shift.terminal, shift_id=shift.shift_id, location=shift.location,
+        staff_id=shift.staff, cash_float=convert.money_out(shift.cash_float),
+        opened_at=convert.timestamp_out(shift.opened_at), position=position,
+    )  # fmt: skip
+    if shift.closed_at is not None:
+        out.closed_at.CopyFrom(convert.timestamp_out(shift.closed_at))
+    if shift.counted_cash is not None:
+        out.counted_cash.CopyFrom(convert.money_out(shift.counted_cash))
+    for total in shift.z_report:
+        out.z_report.add(
+            method=PAYMENT_TO_PROTO[total.method], amount=convert.money_out(total.amount)
+        )
     return out
 
 
@@ -142,6 +372,48 @@ class PosServicer(pos_pb2_grpc.PosServiceServicer):
             payments=convert.payments_in(request.payments),
         )
         return _receipt_out(receipt)
+
+    def RecordReturn(
+        self, request: pos_pb2.RecordReturnRequest, context: grpc.ServicerContext
+    ) -> pos_pb2.ReturnReceipt:
+        receipt = self.app.record_return(
+            request.terminal_id, request.client_sale_id, request.return_id,
+            convert.sku_quantities_in("lines", request.lines),
+            convert.payments_in(request.refunds), damaged=request.damaged,
+            occurred_at=convert.timestamp_in(request, "occurred_at"),
+        )  # fmt: skip
+        out = pos_pb2.ReturnReceipt(
+            sale_id=str(receipt.sale_id), return_id=receipt.return_id,
+            refund=convert.money_out(receipt.refund), position=receipt.position,
+            replayed=receipt.replayed,
+        )  # fmt: skip
+        for line in receipt.lines:
+            out.lines.add(
+                sku=line.sku, quantity=line.quantity, refund=convert.money_out(line.refund)
+            )
+        return out
+
+    def OpenShift(
+        self, request: pos_pb2.OpenShiftRequest, context: grpc.ServicerContext
+    ) -> pos_pb2.Shift:
+        cash_float = convert.money_in("cash_float", request.cash_float)
+        shift, position = self.app.open_shift(
+            request.terminal_id, request.shift_id, request.location, request.staff_id, cash_float
+        )
+        return _shift_out(shift, position)
+
+    def CloseShift(
+        self, request: pos_pb2.CloseShiftRequest, context: grpc.ServicerContext
+    ) -> pos_pb2.Shift:
+        z_report = [
+            ZTotal(payment.method, payment.amount)
+            for payment in convert.payments_in(request.z_report)
+        ]
+        counted = convert.money_in("counted_cash", request.counted_cash)
+        shift, position = self.app.close_shift(
+            request.terminal_id, request.shift_id, z_report, counted
+        )
+        return _shift_out(shift, position)
 
 
 class StockServicer(stock_pb2_grpc.StockServiceServicer):
@@ -169,6 +441,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
                 kind=KIND_BY_NAME.get(row.kind, common_pb2.LOCATION_KIND_UNSPECIFIED),
                 channel=CHANNEL_BY_NAME.get(row.channel, common_pb2.CHANNEL_UNSPECIFIED),
                 city=row.city, district=row.district, on_hand=row.on_hand,
+                levels=convert.levels_out(row.levels),
             )  # fmt: skip
         for channel, on_hand in sorted(snapshot.by_channel.items()):
             response.channels.add(

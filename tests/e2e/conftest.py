@@ -30,7 +30,7 @@ class Client:
         self.stocks = stock_pb2_grpc.StockServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
-    def receive(self, sku: str, location: str, quantity: int) -> inventory_pb2.ReceiveStockResponse:
+    def receive(self, sku: str, location: str, quantity: int) -> inventory_pb2.StockChange:
         request = inventory_pb2.ReceiveStockRequest(
             sku=sku, location=location, quantity=quantity, reference="DN-1"
         )

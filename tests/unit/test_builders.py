@@ -8,12 +8,16 @@ from protos.retail.v1 import common_pb2, events_pb2
 
 def test_a_stock_movement_sets_the_on_hand_it_carries() -> None:
     envelope = events_pb2.EventEnvelope(position=9)
-    envelope.stock_sold.CopyFrom(
-        events_pb2.StockSold(sku="A", location="S", quantity=3, on_hand_after=7)
-    )
+    envelope.stock_moved.CopyFrom(
+        events_pb2.StockMoved(
+            sku="A", location="S", reason="sold", quantity=3,
+            levels=events_pb2.StockLevels(on_hand=7, reserved=2, available=5),
+        )
+    )  # fmt: skip
     (row,) = rows_for(envelope)
     assert (row.table, row.key) == ("stock_view", ("A", "S"))
-    assert (row.values["on_hand"], row.values["position"]) == (7, 9)
+    assert (row.values["on_hand"], row.values["reserved"], row.values["available"]) == (7, 2, 5)
+    assert row.values["position"] == 9
 
 
 def test_a_location_registration_gives_its_kind_and_channel() -> None:

@@ -23,6 +23,7 @@ class StockLedger(RuleBasedStateMachine):
             self.app.register_sku(sku, sku, "", Money(100, "CNY"))
         self.app.register_location("STORE-1", LocationKind.PARTNER_STORE, "S", "C", "D")
         self.app.register_location("POPUP-1", LocationKind.POPUP, "P", "C", "D")
+        self.app.open_popup("POPUP-1")
         self.expected: dict[tuple[str, str], int] = {}
         self.posted: dict[str, tuple[str, str, int]] = {}
 

@@ -1,0 +1,250 @@
+"""The flash-sale hot path: one writer per hot SKU, many buyers per commit.
+
+Every purchase of one SKU at one location goes through one desk. The desk's thread takes what
+has queued up (up to `max_batch`), decides each purchase in arrival order against the stock
+item in memory (confirmed, sold out, or limit reached), and saves every resulting event in one
+transaction. Only then are the buyers answered. The stock item stays the one consistency
+boundary, so confirmed units never exceed stock, however many callers there are; and the cost
+of a commit is shared by the whole batch instead of paid per buyer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from eventsourcing.persistence import IntegrityError
+
+from domain.errors import ConflictError, InvalidValueError
+from domain.online import FlashOrder
+from domain.values import CampaignKind, require_code, require_positive
+from services.application import MAX_ATTEMPTS, RetailApp, _Items, _Quotas
+
+log = logging.getLogger(__name__)
+
+MAX_UNITS_PER_PURCHASE = 100
+
+
+class Outcome(StrEnum):
+    CONFIRMED = "confirmed"
+    SOLD_OUT = "sold_out"
+    LIMIT_REACHED = "limit_reached"
+
+
+class OverloadedError(Exception):
+    """Too many purchases queued for one SKU: refused at once, a definite answer."""
+
+
+@dataclass(frozen=True)
+class FlashResult:
+    order_id: str
+    outcome: Outcome
+    quantity: int
+    remaining: int  # units still available to this path after the purchase was decided
+    position: int
+    replayed: bool = False
+
+
+@dataclass
+class _Purchase:
+    order_id: str
+    member: str
+    quantity: int
+    campaign: str
+    deadline: float
+    future: Future[FlashResult] = field(default_factory=Future)
+
+
+class FlashDesk:
+    """The single writer for one SKU at one location."""
+
+    def __init__(
+        self,
+        app: RetailApp,
+        sku: str,
+        location: str,
+        max_batch: int = 1000,
+        max_queue: int = 50_000,
+    ) -> None:
+        self.app = app
+        self.sku = sku
+        self.location = location
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._queue: queue.Queue[_Purchase | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"flash-{sku}", daemon=True)
+        self._thread.start()
+        self.batches = 0
+
+    def submit(self, purchase: _Purchase) -> Future[FlashResult]:
+        if self._queue.qsize() >= self.max_queue:
+            raise OverloadedError(f"{self.sku}: {self.max_queue} purchases already queued")
+        self._queue.put(purchase)
+        return purchase.future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._decide_and_answer(batch)
+                    return
+                batch.append(more)
+            self._decide_and_answer(batch)
+
+    def _decide_and_answer(self, batch: list[_Purchase]) -> None:
+        now = time.monotonic()
+        # A buyer who gave up before we got to them is not decided: no answer could reach
+        # them. A retry with the same order id is decided then (or answered as a replay).
+        live = [p for p in batch if p.deadline > now]
+        for purchase in batch:
+            if purchase.deadline <= now:
+                purchase.future.set_exception(TimeoutError("the purchase was not decided in time"))
+        if not live:
+            return
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                results = self._decide(live)
+                break
+            except IntegrityError:
+                continue  # another writer touched the stock item: decide the batch again
+            except Exception as error:
+                for purchase in live:
+                    purchase.future.set_exception(error)
+                return
+        else:
+            contended = ConflictError("the flash sale is contended; retry the purchase")
+            for purchase in live:
+                purchase.future.set_exception(contended)
+            return
+        self.batches += 1
+        for purchase, result in zip(live, results, strict=True):
+            purchase.future.set_result(result)
+
+    def _decide(self, batch: list[_Purchase]) -> list[FlashResult]:
+        app = self.app
+        sku = app.get_sku(self.sku)
+        items = _Items(app, self.location)
+        item = items.get(self.sku)
+        quotas: dict[str, _Quotas] = {}
+        orders: list[FlashOrder] = []
+        decided: dict[str, tuple[Outcome, int]] = {}
+        outcomes: list[tuple[str, Outcome, int, int, bool]] = []
+        for purchase in batch:
+            earlier = decided.get(purchase.order_id)
+            if earlier is None:
+                existing = app._find(FlashOrder, FlashOrder.create_id(purchase.order_id))
+                if existing is not None:
+                    earlier = (Outcome.CONFIRMED, existing.quantity)
+            if earlier is not None:
+                outcomes.append((purchase.order_id, earlier[0], earlier[1],
+                                 item.available_to(purchase.campaign), True))  # fmt: skip
+                continue
+            quota = quotas.get(purchase.member)
+            if quota is None:
+                quota = quotas[purchase.member] = _Quotas(app, purchase.member)
+            room = quota.room(sku)
+            if item.available_to(purchase.campaign) < purchase.quantity:
+                outcome = Outcome.SOLD_OUT
+            elif room is not None and room < purchase.quantity:
+                outcome = Outcome.LIMIT_REACHED
+            else:
+                outcome = Outcome.CONFIRMED
+                item.sell_online(purchase.quantity, purchase.order_id, purchase.campaign)
+                quota.take(sku, purchase.quantity, purchase.order_id)
+                orders.append(
+                    FlashOrder(
+                        order_id=purchase.order_id, sku=self.sku, location=self.location,
+                        member=purchase.member, quantity=purchase.quantity,
+                        campaign=purchase.campaign,
+                    )
+                )  # fmt: skip
+            decided[purchase.order_id] = (outcome, purchase.quantity)
+            outcomes.append((purchase.order_id, outcome, purchase.quantity,
+                             item.available_to(purchase.campaign), False))  # fmt: skip
+        if orders:
+            pending = [a for q in quotas.values() for a in q.pending()]
+            position = app._save(*items.pending(), *orders, *pending)
+        else:
+            position = app._head()
+        return [
+            FlashResult(order, outcome, quantity, remaining, position, replayed)
+            for order, outcome, quantity, remaining, replayed in outcomes
+        ]
+
+
+class FlashSales:
+    """The desks of every SKU on flash sale, created on first purchase."""
+
+    def __init__(self, app: RetailApp, max_batch: int = 1000) -> None:
+        self.app = app
+        self.max_batch = max_batch
+        self._desks: dict[tuple[str, str], FlashDesk] = {}
+        self._lock = threading.Lock()
+
+    def buy(
+        self,
+        order_id: str,
+        sku: str,
+        location: str,
+        member: str,
+        quantity: int,
+        campaign: str = "",
+        timeout: float = 10.0,
+    ) -> FlashResult:
+        """Decides one purchase; raises only for bad input, broken rules or overload."""
+        require_code("order_id", order_id)
+        require_positive("quantity", quantity)
+        if quantity > MAX_UNITS_PER_PURCHASE:
+            raise InvalidValueError(
+                "quantity", f"at most {MAX_UNITS_PER_PURCHASE} units per purchase"
+            )
+        if member:
+            require_code("member_id", member)
+        self.app._require_flagship(location)
+        article = self.app.get_sku(sku)
+        presale = False
+        if campaign:
+            drive = self.app._get_campaign(campaign)
+            drive.check_admits(member, location, [sku])
+            presale = drive.kind is CampaignKind.PRESALE
+        article.check_sellable(self.app.clock(), member, presale=False)
+        if presale:  # a pre-sale reserves before launch and confirms at launch: not a flash buy
+            raise InvalidValueError("campaign", f"{campaign!r} is a pre-sale: reserve instead")
+        deadline = time.monotonic() + timeout
+        future = self._desk(sku, location).submit(
+            _Purchase(order_id, member, quantity, campaign, deadline)
+        )
+        return future.result(timeout=timeout + 5)
+
+    def _desk(self, sku: str, location: str) -> FlashDesk:
+        key = (sku, location)
+        desk = self._desks.get(key)
+        if desk is None:
+            with self._lock:
+                desk = self._desks.get(key)
+                if desk is None:
+                    desk = self._desks[key] = FlashDesk(self.app, sku, location, self.max_batch)
+        return desk
+
+    def stop(self) -> None:
+        with self._lock:
+            desks, self._desks = list(self._desks.values()), {}
+        for desk in desks:
+            desk.stop()
