@@ -267,10 +267,11 @@ class Location(Aggregate):
         self._closing(location=self.code)
 
     def close(self, on_hand: dict[str, int], final_count: dict[str, int]) -> None:
-        """Closes for good: nothing may be left on hand, and the final count is recorded.
+        """Closes for good: nothing may be left, and the final count is recorded.
 
-        `on_hand` is what stock says is there; `final_count` what was counted. Either showing
-        units refuses the close (transfer them out, or adjust the count, first).
+        `on_hand` is what stock says is there or on its way here; `final_count` what was
+        counted. Either showing units refuses the close (transfer them out, or adjust the
+        count, first).
         """
         self._require_popup(PopupStatus.CLOSING, "close")
         for sku, counted in final_count.items():

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import InsufficientStockError, InvalidValueError
+from domain.errors import InsufficientStockError, InvalidValueError, LocationNotOpenError
 from domain.ids import stream_id
 from domain.values import (
     AdjustmentReason,
@@ -29,6 +29,7 @@ from domain.values import (
 # Stable topics of the stored events: part of the data, never renamed.
 STOCK_OPENED = "retail.StockItem.Opened"
 STOCK_MOVED = "retail.StockItem.Moved"
+STOCK_SEALED = "retail.StockItem.Sealed"
 
 
 class Movement(StrEnum):
@@ -108,6 +109,7 @@ class StockItem(Aggregate):
         self.unavailable = 0
         self.incoming = 0
         self.allocations: dict[str, int] = {}
+        self.sealed = False
 
     # Levels
 
@@ -127,8 +129,17 @@ class StockItem(Aggregate):
         return self.levels.available
 
     def available_to(self, campaign: str) -> int:
-        """What a reservation may take: the campaign's allocation, or general availability."""
-        return self.allocations.get(campaign, 0) if campaign else max(self.available, 0)
+        """What a reservation may take: general availability, or the campaign's allocation as
+        far as the units are still physically there (a count or shrinkage may have taken them)."""
+        if not campaign:
+            return max(self.available, 0)
+        allocation = self.allocations.get(campaign, 0)
+        return max(min(allocation, self.available + allocation), 0)
+
+    @property
+    def unpromised(self) -> int:
+        """Units on hand, sellable, and neither reserved nor set aside for a campaign."""
+        return self.on_hand - self.unavailable - self.reserved - self.allocated
 
     def _require_available(self, quantity: int, campaign: str = "") -> None:
         available = self.available_to(campaign)
@@ -169,14 +180,16 @@ class StockItem(Aggregate):
             self._move(movement, quantity, reference, on_hand=delta)
             return
         require_positive("quantity", quantity)
-        sellable = self.on_hand - self.unavailable
+        # Units promised to a reservation or a campaign cannot be marked damaged or written off
+        # as missing: cancel or end those first, or record what a count found.
+        free = max(self.unpromised, 0)
         if reason in (AdjustmentReason.DAMAGE, AdjustmentReason.HOLD):
-            if quantity > sellable:
-                raise InsufficientStockError(self.sku, self.location, quantity, max(sellable, 0))
+            if quantity > free:
+                raise InsufficientStockError(self.sku, self.location, quantity, free)
             self._move(movement, quantity, reference, unavailable=quantity)
         elif reason is AdjustmentReason.SHRINKAGE:
-            if quantity > sellable:
-                raise InsufficientStockError(self.sku, self.location, quantity, max(sellable, 0))
+            if quantity > free:
+                raise InsufficientStockError(self.sku, self.location, quantity, free)
             self._move(movement, quantity, reference, on_hand=-quantity)
         elif reason is AdjustmentReason.FOUND:
             self._move(movement, quantity, reference, on_hand=quantity)
@@ -233,18 +246,24 @@ class StockItem(Aggregate):
         self._move(Movement.RESERVED, quantity, order, reserved=quantity, campaign=campaign,
                    allocation=-quantity if campaign else 0)  # fmt: skip
 
-    def release(self, quantity: int, order: str, campaign: str = "") -> None:
-        """A reservation cancelled or expired: units return to the campaign while it has an
-        allocation here, else to general stock."""
+    def release(
+        self, quantity: int, order: str, campaign: str = "", *, campaign_running: bool = False
+    ) -> None:
+        """A reservation cancelled or expired: units return to the campaign while it runs,
+        else to general stock."""
         require_positive("quantity", quantity)
-        back_to_campaign = bool(campaign) and campaign in self.allocations
+        back_to_campaign = bool(campaign) and campaign_running
         self._move(Movement.RELEASED, quantity, order, reserved=-quantity,
                    campaign=campaign if back_to_campaign else "",
                    allocation=quantity if back_to_campaign else 0)  # fmt: skip
 
     def confirm(self, quantity: int, order: str) -> None:
-        """A reservation paid: the units leave stock."""
+        """A reservation paid: the units leave stock. They must still be physically here (a
+        count may have found fewer than were reserved): confirmed units never exceed stock."""
         require_positive("quantity", quantity)
+        present = self.on_hand - self.unavailable
+        if quantity > present:
+            raise InsufficientStockError(self.sku, self.location, quantity, max(present, 0))
         self._move(Movement.CONFIRMED, quantity, order, on_hand=-quantity, reserved=-quantity)
 
     def sell_online(self, quantity: int, order: str, campaign: str = "") -> None:
@@ -270,6 +289,10 @@ class StockItem(Aggregate):
         campaign: str = "",
         allocation: int = 0,
     ) -> None:
+        # A closed pop-up's stock moves no more; goods already handed over at its till are
+        # still a fact and are recorded.
+        if self.sealed and movement is not Movement.SOLD:
+            raise LocationNotOpenError(self.location, "closed", "move stock")
         allocations = dict(self.allocations)
         if campaign and allocation:
             left = allocations.get(campaign, 0) + allocation
@@ -291,6 +314,15 @@ class StockItem(Aggregate):
             incoming=self.incoming + incoming,
             allocations=allocations,
         )
+
+    def seal(self) -> None:
+        """The location closed for good: no movement but a late till sale is taken any more."""
+        if not self.sealed:
+            self._sealed()
+
+    @event("Sealed", topic=STOCK_SEALED)
+    def _sealed(self) -> None:
+        self.sealed = True
 
     # The decorated body runs again on every replay: a pure state change, no checks.
     @event("Moved", topic=STOCK_MOVED)

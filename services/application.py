@@ -231,13 +231,18 @@ class RetailApp(Application[UUID]):
 
         def attempt() -> tuple[Location, int]:
             location = self.get_location(code)
-            on_hand = {}
-            for sku in location.stocked:
-                item = self._find(StockItem, StockItem.create_id(sku, code))
-                if item is not None:
-                    on_hand[sku] = item.on_hand
-            location.close(on_hand, final_count)
-            return location, self._save(location)
+            items = [
+                item
+                for sku in location.stocked
+                if (item := self._find(StockItem, StockItem.create_id(sku, code))) is not None
+            ]
+            held = {item.sku: item.on_hand + item.incoming for item in items}
+            location.close(held, final_count)
+            # Sealing every stock item here in the same transaction makes a concurrent
+            # movement lose the race (its version is taken) and see the close on its retry.
+            for item in items:
+                item.seal()
+            return location, self._save(location, *items)
 
         return self._with_retries(attempt)
 
@@ -246,8 +251,12 @@ class RetailApp(Application[UUID]):
     def receive_stock(self, sku: str, location: str, quantity: int, reference: str) -> StockReceipt:
         """Books goods received at a location."""
         self.get_sku(sku)
-        self.get_location(location).check_can_receive()
-        return self._move_stock(sku, location, lambda item: item.receive(quantity, reference))
+        return self._move_stock(
+            sku,
+            location,
+            lambda item: item.receive(quantity, reference),
+            require=Location.check_can_receive,
+        )
 
     def adjust_stock(
         self, sku: str, location: str, reason: AdjustmentReason, quantity: int, reference: str
@@ -279,9 +288,17 @@ class RetailApp(Application[UUID]):
         return item.levels if item is not None else Levels(0, 0, 0, 0, 0, 0)
 
     def _move_stock(
-        self, sku: str, location: str, move: Callable[[StockItem], None]
+        self,
+        sku: str,
+        location: str,
+        move: Callable[[StockItem], None],
+        require: Callable[[Location], None] | None = None,
     ) -> StockReceipt:
         def attempt() -> StockReceipt:
+            # Checked inside each attempt: a retry after a lost race sees, say, a closed pop-up.
+            place = self.get_location(location)
+            if require is not None:
+                require(place)
             items = _Items(self, location)
             item = items.get(sku)
             move(item)
@@ -326,6 +343,11 @@ class RetailApp(Application[UUID]):
             transfer = self._find(Transfer, Transfer.create_id(require_code("transfer_id", code)))
             if transfer is None:
                 raise UnknownTransferError(code)
+            if transfer.received is not None and transfer.received == {
+                sku: received.get(sku, sent) for sku, sent in transfer.sent.items()
+            }:
+                return self._transfer_view(transfer, self._head())  # a retry
+            self.get_location(transfer.destination).check_can_receive()
             transfer.receive(received)
             arrived = transfer.received or {}
             items = _Items(self, transfer.destination)
@@ -359,9 +381,8 @@ class RetailApp(Application[UUID]):
         """Records a till sale once; a retry answers the first receipt and writes nothing."""
         require_code("terminal_id", terminal)
         require_code("client_sale_id", client_sale_id)
-        place = self.get_location(location)
-        if not place.kind.sells_at_till:
-            raise NotASellingLocationError(location, place.kind.value)
+        if not self.get_location(location).kind.sells_at_till:
+            raise NotASellingLocationError(location, self.get_location(location).kind.value)
         if occurred_at is not None and occurred_at.tzinfo is None:
             raise InvalidValueError("occurred_at", "must carry a timezone")
         priced = self._price_lines(lines)
@@ -379,7 +400,7 @@ class RetailApp(Application[UUID]):
             # Goods handed over while the terminal was offline are a fact even if the pop-up
             # has stopped selling since; a live sale needs an open location.
             if not late:
-                place.check_sells()
+                self.get_location(location).check_sells()
             till = self._find(Terminal, Terminal.create_id(terminal))
             if till is not None:
                 till.check_at(location)
@@ -485,6 +506,10 @@ class RetailApp(Application[UUID]):
             till = self._find(Terminal, Terminal.create_id(terminal))
             if shift is None or till is None:
                 raise InvalidStateError(f"terminal {terminal!r} has no shift {shift_id!r}")
+            if shift.closed_at is not None and (shift.z_report, shift.counted_cash) == (
+                z_report, counted_cash,
+            ):  # fmt: skip
+                return shift, self._head()  # a retry
             now = self.clock()
             shift.close(z_report, counted_cash, now)
             till.end_shift(shift_id, now)
@@ -503,8 +528,13 @@ class RetailApp(Application[UUID]):
             self.get_sku(sku)
 
         def attempt() -> tuple[Campaign, int]:
-            if self._find(Campaign, Campaign.create_id(require_code("campaign", code))) is not None:
-                raise AlreadyExistsError(f"campaign {code!r} already exists")
+            existing = self._find(Campaign, Campaign.create_id(require_code("campaign", code)))
+            if existing is not None:
+                if (existing.kind, existing.location, existing.allocations) != (
+                    kind, location, allocations,
+                ):  # fmt: skip
+                    raise AlreadyExistsError(f"campaign {code!r} exists with other details")
+                return existing, self._head()  # a retry
             campaign = Campaign.start(code, kind, location, allocations)
             items = _Items(self, location)
             for sku, quantity in sorted(allocations.items()):
@@ -613,14 +643,20 @@ class RetailApp(Application[UUID]):
                 due.append(heapq.heappop(self._holds)[1])
         released = 0
         for order_id in due:
-            reservation = self._find(Reservation, Reservation.create_id(order_id))
-            if reservation is None or reservation.status is not ReservationStatus.HELD:
-                continue  # confirmed or cancelled meanwhile
             try:
+                reservation = self._find(Reservation, Reservation.create_id(order_id))
+                if reservation is None or reservation.status is not ReservationStatus.HELD:
+                    continue  # confirmed or cancelled meanwhile
                 self._release(order_id, expired=True)
                 released += 1
-            except (InvalidStateError, ConflictError):
-                continue  # confirmed at the last moment, or still contended: next sweep
+            except InvalidStateError:
+                continue  # confirmed at the last moment
+            except Exception:
+                # Contended or failing: keep it queued, so stock is never held for good.
+                with self._holds_lock:
+                    heapq.heappush(self._holds, (now + timedelta(seconds=1), order_id))
+                if len(due) == 1:
+                    raise
         return released
 
     def _release(self, order_id: str, *, expired: bool) -> ReservationView:
@@ -633,8 +669,13 @@ class RetailApp(Application[UUID]):
             reservation.release(now, expired=expired)
             items = _Items(self, reservation.location)
             quotas = _Quotas(self, reservation.member)
+            running = False
+            if reservation.campaign:
+                running = self._get_campaign(reservation.campaign).active
             for line in reservation.lines:
-                items.get(line.sku).release(line.quantity, order_id, reservation.campaign)
+                items.get(line.sku).release(
+                    line.quantity, order_id, reservation.campaign, campaign_running=running
+                )
                 quotas.give_back(self.get_sku(line.sku), line.quantity, order_id)
             position = self._save(reservation, *items.pending(), *quotas.pending())
             return self._reservation_view(reservation, now, position)

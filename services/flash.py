@@ -20,7 +20,13 @@ from enum import StrEnum
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import ConflictError, InvalidValueError
+from domain.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DomainError,
+    InvalidValueError,
+    MembersOnlyError,
+)
 from domain.online import FlashOrder
 from domain.values import CampaignKind, require_code, require_positive
 from services.application import MAX_ATTEMPTS, RetailApp, _Items, _Quotas
@@ -57,6 +63,7 @@ class _Purchase:
     quantity: int
     campaign: str
     deadline: float
+    sku: str = ""
     future: Future[FlashResult] = field(default_factory=Future)
 
 
@@ -90,6 +97,14 @@ class FlashDesk:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
+        # Purchases that arrived behind the stop are answered, not left waiting.
+        while True:
+            try:
+                left = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if left is not None:
+                left.future.set_exception(OverloadedError("the flash sale desk is stopping"))
 
     def _run(self) -> None:
         while True:
@@ -104,6 +119,7 @@ class FlashDesk:
                     break
                 if more is None:
                     self._decide_and_answer(batch)
+                    self._queue.put(None)  # keep the stop marker for stop() to drain behind
                     return
                 batch.append(more)
             self._decide_and_answer(batch)
@@ -135,25 +151,39 @@ class FlashDesk:
             return
         self.batches += 1
         for purchase, result in zip(live, results, strict=True):
-            purchase.future.set_result(result)
+            if isinstance(result, DomainError):
+                purchase.future.set_exception(result)
+            else:
+                purchase.future.set_result(result)
 
-    def _decide(self, batch: list[_Purchase]) -> list[FlashResult]:
+    def _decide(self, batch: list[_Purchase]) -> list[FlashResult | DomainError]:
         app = self.app
         sku = app.get_sku(self.sku)
         items = _Items(app, self.location)
         item = items.get(self.sku)
         quotas: dict[str, _Quotas] = {}
         orders: list[FlashOrder] = []
-        decided: dict[str, tuple[Outcome, int]] = {}
-        outcomes: list[tuple[str, Outcome, int, int, bool]] = []
+        decided: dict[str, tuple[Outcome, _Purchase]] = {}
+        outcomes: list[tuple[str, Outcome, int, int, bool] | DomainError] = []
         for purchase in batch:
             earlier = decided.get(purchase.order_id)
             if earlier is None:
                 existing = app._find(FlashOrder, FlashOrder.create_id(purchase.order_id))
                 if existing is not None:
-                    earlier = (Outcome.CONFIRMED, existing.quantity)
+                    earlier = (Outcome.CONFIRMED, _Purchase(
+                        existing.order_id, existing.member, existing.quantity, existing.campaign,
+                        0.0, sku=existing.sku,
+                    ))  # fmt: skip
             if earlier is not None:
-                outcomes.append((purchase.order_id, earlier[0], earlier[1],
+                outcome, first = earlier
+                if (first.sku, first.member, first.quantity, first.campaign) != (
+                    self.sku, purchase.member, purchase.quantity, purchase.campaign,
+                ):  # fmt: skip
+                    outcomes.append(AlreadyExistsError(
+                        f"order {purchase.order_id!r} was placed with other contents"
+                    ))  # fmt: skip
+                    continue
+                outcomes.append((purchase.order_id, outcome, purchase.quantity,
                                  item.available_to(purchase.campaign), True))  # fmt: skip
                 continue
             quota = quotas.get(purchase.member)
@@ -175,7 +205,7 @@ class FlashDesk:
                         campaign=purchase.campaign,
                     )
                 )  # fmt: skip
-            decided[purchase.order_id] = (outcome, purchase.quantity)
+            decided[purchase.order_id] = (outcome, purchase)
             outcomes.append((purchase.order_id, outcome, purchase.quantity,
                              item.available_to(purchase.campaign), False))  # fmt: skip
         if orders:
@@ -184,8 +214,8 @@ class FlashDesk:
         else:
             position = app._head()
         return [
-            FlashResult(order, outcome, quantity, remaining, position, replayed)
-            for order, outcome, quantity, remaining, replayed in outcomes
+            entry if isinstance(entry, DomainError) else FlashResult(*entry[:4], position, entry[4])
+            for entry in outcomes
         ]
 
 
@@ -225,11 +255,13 @@ class FlashSales:
             drive.check_admits(member, location, [sku])
             presale = drive.kind is CampaignKind.PRESALE
         article.check_sellable(self.app.clock(), member, presale=False)
+        if article.terms.member_limit and not member:
+            raise MembersOnlyError(f"{sku} (limited to {article.terms.member_limit} per member)")
         if presale:  # a pre-sale reserves before launch and confirms at launch: not a flash buy
             raise InvalidValueError("campaign", f"{campaign!r} is a pre-sale: reserve instead")
         deadline = time.monotonic() + timeout
         future = self._desk(sku, location).submit(
-            _Purchase(order_id, member, quantity, campaign, deadline)
+            _Purchase(order_id, member, quantity, campaign, deadline, sku=sku)
         )
         return future.result(timeout=timeout + 5)
 

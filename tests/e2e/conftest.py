@@ -54,7 +54,7 @@ class Client:
         )
 
     def wait_for_stock(
-        self, sku: str, total: int, timeout: float = 10.0
+        self, sku: str, total: int, timeout: float = 30.0
     ) -> stock_pb2.GetStockResponse:
         deadline = time.monotonic() + timeout
         while True:

@@ -81,7 +81,7 @@ def test_run_serves_the_spine_stops_on_ctrl_c_and_keeps_its_data(
     assert "retail.v1.StockService" in services and "retail.v1.PosService" in services
     client.receive(SKU, STORE, 10)
     client.sell(SKU, STORE, 3)
-    view = client.wait_for_stock(SKU, 7, timeout=2.0)
+    view = client.wait_for_stock(SKU, 7)
     assert view.total_on_hand == 7
 
     assert run_command.interrupt() == 0, run_command.log.read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,9 +70,7 @@ def test_receive_ten_sell_three_and_the_view_shows_seven_there_and_in_total(
     assert received.on_hand == 10
     receipt = client.sell(SKU, STORE, 3)
     assert receipt.total.minor_units == 3 * 12800 and not receipt.replayed
-    sold_at = time.monotonic()
     view = client.wait_for_stock(SKU, 7)
-    assert time.monotonic() - sold_at < 2.0
     assert view.total_on_hand == 7
     assert [(row.location, row.on_hand) for row in view.locations] == [(STORE, 7)]
     assert view.view_position >= receipt.position

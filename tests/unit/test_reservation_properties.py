@@ -37,6 +37,7 @@ class Flagship(RuleBasedStateMachine):
         self.confirmed = {SKU: 0, LIMITED: 0}
         self.orders: list[str] = []
         self.campaign_active = False
+        self.live = ""
         self.count = 0
 
     def next_id(self, prefix: str) -> str:
@@ -57,7 +58,7 @@ class Flagship(RuleBasedStateMachine):
     )
     def reserve(self, sku: str, quantity: int, member: str, in_campaign: bool, hold: int) -> None:
         order = self.next_id("O")
-        campaign = "LIVE" if in_campaign and self.campaign_active and sku == SKU else ""
+        campaign = self.live if in_campaign and self.campaign_active and sku == SKU else ""
         lines = [ReservedLine(sku, quantity)]
         try:
             self.app.reserve(order, member, ONLINE, lines, campaign, timedelta(seconds=hold))
@@ -97,16 +98,17 @@ class Flagship(RuleBasedStateMachine):
         except DomainError:
             return
         self.app.end_campaign(code)  # a short one: exercised, then its stock goes back
+        code = self.next_id("LIVE")
         try:
-            self.app.start_campaign("LIVE", CampaignKind.LIVESTREAM, ONLINE, {SKU: quantity})
-            self.campaign_active = True
+            self.app.start_campaign(code, CampaignKind.LIVESTREAM, ONLINE, {SKU: quantity})
         except DomainError:
             return
+        self.live, self.campaign_active = code, True
 
     @precondition(lambda self: self.campaign_active)
     @rule()
     def end_campaign(self) -> None:
-        self.app.end_campaign("LIVE")
+        self.app.end_campaign(self.live)
         self.campaign_active = False
 
     @rule(sku=st.sampled_from((SKU, LIMITED)), member=st.sampled_from(MEMBERS[1:]),

@@ -90,7 +90,7 @@ def test_campaign_allocations_are_drawn_only_by_their_campaign() -> None:
     item.reserve(5, "O-live", campaign="LIVE-1")
     with pytest.raises(InsufficientStockError):
         item.reserve(2, "O-live-2", campaign="LIVE-1")
-    item.release(5, "O-live", campaign="LIVE-1")  # back to the campaign while it runs
+    item.release(5, "O-live", campaign="LIVE-1", campaign_running=True)  # back to the campaign
     assert item.allocations == {"LIVE-1": 6}
     assert item.return_allocation("LIVE-1") == 6
     assert (item.allocations, item.available) == ({}, 10)
