@@ -11,7 +11,7 @@ JARS := .cache/kafka-4.4.0/jars/.complete
 .PHONY: run test lint bench setup clean
 
 run: setup
-	$(PY) -m services.cli run
+	RETAIL_METRICS_ADDRESS=$${RETAIL_METRICS_ADDRESS-127.0.0.1:9464} $(PY) -m services.cli run
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

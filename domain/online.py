@@ -106,7 +106,7 @@ class Reservation(Aggregate):
             raise ReservationExpiredError(self.order_id)
         if status is not ReservationStatus.HELD:
             raise InvalidStateError(f"order {self.order_id!r} is {status.value}, not held")
-        self._confirmed(confirmed_at=now)
+        self._confirmed(order_id=self.order_id, confirmed_at=now)
 
     def release(self, now: datetime, *, expired: bool) -> None:
         if self.status is not ReservationStatus.HELD:
@@ -114,16 +114,17 @@ class Reservation(Aggregate):
         if expired and now < self.expires_at:
             raise InvalidStateError(f"order {self.order_id!r} has not expired yet")
         self._released(
+            order_id=self.order_id,
             status=(ReservationStatus.EXPIRED if expired else ReservationStatus.RELEASED).value,
             released_at=now,
         )
 
     @event("Confirmed", topic=RESERVATION_CONFIRMED)
-    def _confirmed(self, confirmed_at: datetime) -> None:
+    def _confirmed(self, order_id: str, confirmed_at: datetime) -> None:
         self.status_value = ReservationStatus.CONFIRMED.value
 
     @event("Released", topic=RESERVATION_RELEASED)
-    def _released(self, status: str, released_at: datetime) -> None:
+    def _released(self, order_id: str, status: str, released_at: datetime) -> None:
         self.status_value = status
 
 
@@ -216,10 +217,10 @@ class Campaign(Aggregate):
     def end(self) -> None:
         if not self.active:
             raise CampaignNotActiveError(self.code, "already ended")
-        self._ended()
+        self._ended(code=self.code)
 
     @event("Ended", topic=CAMPAIGN_ENDED)
-    def _ended(self) -> None:
+    def _ended(self, code: str) -> None:
         self.active = False
 
 

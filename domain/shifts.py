@@ -118,10 +118,16 @@ class Shift(Aggregate):
             raise InvalidValueError("z_report", "each payment method may appear once")
         if counted_cash.minor_units < 0:
             raise InvalidValueError("counted_cash", "must not be negative")
-        self._closed(z_report=list(z_report), counted_cash=counted_cash, closed_at=closed_at)
+        self._closed(
+            terminal=self.terminal, shift_id=self.shift_id, location=self.location,
+            z_report=list(z_report), counted_cash=counted_cash, closed_at=closed_at,
+        )  # fmt: skip
 
     @event("Closed", topic=SHIFT_CLOSED)
-    def _closed(self, z_report: list[ZTotal], counted_cash: Money, closed_at: datetime) -> None:
+    def _closed(
+        self, terminal: str, shift_id: str, location: str, z_report: list[ZTotal],
+        counted_cash: Money, closed_at: datetime,
+    ) -> None:  # fmt: skip
         self.z_report = list(z_report)
         self.counted_cash = counted_cash
         self.closed_at = closed_at

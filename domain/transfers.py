@@ -61,10 +61,12 @@ class Transfer(Aggregate):
                 )
             arrived[sku] = got
         lost = {sku: self.sent[sku] - got for sku, got in arrived.items() if got < self.sent[sku]}
-        self._received(received=arrived, lost=lost)
+        self._received(code=self.code, destination=self.destination, received=arrived, lost=lost)
         return lost
 
     @event("Received", topic=TRANSFER_RECEIVED)
-    def _received(self, received: dict[str, int], lost: dict[str, int]) -> None:
+    def _received(
+        self, code: str, destination: str, received: dict[str, int], lost: dict[str, int]
+    ) -> None:
         self.received = dict(received)
         self.lost = dict(lost)

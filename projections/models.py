@@ -107,7 +107,9 @@ class StreamGap(Base):
 
 
 class ConsumerOffset(Base):
-    """The next Kafka offset to read, committed in the same transaction as the rows it produced."""
+    """Per partition: the next Kafka offset to read (committed in the same transaction as the
+    rows it produced), the write-side position everything before it covers, and the
+    partition's end offset when last seen (for lag)."""
 
     __tablename__ = "consumer_offset"
 
@@ -115,3 +117,5 @@ class ConsumerOffset(Base):
     topic: Mapped[str] = mapped_column(String(200), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    end_offset: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -2,7 +2,14 @@
 
 Exactly-once in effect: each polled batch's rows, the streams' applied versions and the next
 Kafka offsets commit in one SQL transaction; on (re)assignment the consumer seeks to the stored
-offsets; an event whose stream version was already applied is dropped.
+offsets; an event whose stream version was already applied is dropped; a gap in a stream's
+versions is recorded in `stream_gap`. A record that cannot be decoded or applied goes to the
+dead-letter topic with the reason in a header (acknowledged before the batch commits), and the
+projector keeps going.
+
+Each partition's row also keeps the highest write-side position seen there. The relay marks
+every partition after each batch, so the lowest of those positions is a position up to which
+every view is complete: what read-your-writes waits for.
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from projections import metrics
 from projections.builders import Row, UnknownEventError, rows_for
 from projections.models import AppliedStream, Base, ConsumerOffset, StreamGap
 from protos.retail.v1 import events_pb2
@@ -28,12 +36,28 @@ log = logging.getLogger(__name__)
 TABLES: dict[str, Table] = dict(Base.metadata.tables)
 
 
+class DeadLetters(Protocol):
+    """Where records that cannot be applied go; `send` answers once the broker has them."""
+
+    def send(self, record: Record, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    key: bytes | None = None
+
+
 @dataclass
 class ProjectorStats:
     applied: int = 0
     duplicates: int = 0
     gaps: int = 0
     rejected: int = 0
+    markers: int = 0
     batches: int = 0
     last_batch_at: float = 0.0
 
@@ -44,7 +68,9 @@ class _Batch:
     updates: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
     gaps: list[dict[str, Any]] = field(default_factory=list)
+    poison: list[tuple[Record, str]] = field(default_factory=list)
 
     def add(self, row: Row) -> None:
         rows = self.rows.setdefault(row.table, {})
@@ -63,7 +89,8 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> No
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = insert(table)
     keys = [c.name for c in table.primary_key.columns]
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    names = rows[0].keys()
+    updates = {name: statement.excluded[name] for name in names if name not in keys}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
 
 
@@ -79,22 +106,44 @@ def update_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
 class Projector:
     """Applies polled Kafka batches to the SQL views."""
 
-    def __init__(self, engine: Engine, consumer: KafkaConsumer, group: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        consumer: KafkaConsumer,
+        group: str,
+        dead_letters: DeadLetters | None = None,
+    ) -> None:
         self.engine = engine
         self.consumer = consumer
         self.group = group
+        self.dead_letters = dead_letters
         self.stats = ProjectorStats()
 
     def subscribe(self, topics: Sequence[str], timeout: float = 30.0) -> None:
         # Joining the group before the client knows the topics' partitions gets an empty
         # assignment that is only repaired at the next metadata refresh: learn them first.
         deadline = time.monotonic() + timeout
+        every: list[tuple[str, int]] = []
         for topic in topics:
-            while not self.consumer.partitions_for_topic(topic):
+            while not (partitions := self.consumer.partitions_for_topic(topic)):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"Kafka does not know topic {topic!r}")
                 time.sleep(0.1)
+            every.extend((topic, p) for p in partitions)
+        self._register_partitions(every)
         self.consumer.subscribe(list(topics), listener=_SeekToStored(self))
+
+    def _register_partitions(self, partitions: list[tuple[str, int]]) -> None:
+        """A row per partition from the start, so no partition is missed in the watermark."""
+        table = TABLES[ConsumerOffset.__tablename__]
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        rows = [
+            {"consumer_group": self.group, "topic": t, "partition": p, "next_offset": 0,
+             "position": 0, "end_offset": 0}
+            for t, p in partitions
+        ]  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(insert(table).on_conflict_do_nothing(), rows)
 
     def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         wanted = {(tp.topic, tp.partition) for tp in partitions}
@@ -106,7 +155,7 @@ class Projector:
         return {
             TopicPartition(topic, partition): offset
             for topic, partition, offset in rows
-            if (topic, partition) in wanted
+            if (topic, partition) in wanted and offset > 0
         }
 
     def poll_once(self, timeout_ms: int = 100) -> int:
@@ -116,31 +165,36 @@ class Projector:
         if count:
             self.apply(
                 [
-                    (tp.topic, tp.partition, r.offset, r.value)
+                    Record(tp.topic, tp.partition, r.offset, r.value, r.key)
                     for tp, rs in polled.items()
                     for r in rs
                 ]
             )
         return count
 
-    def apply(self, records: Sequence[tuple[str, int, int, bytes]]) -> None:
-        """Applies (topic, partition, offset, value) records and offsets in one transaction."""
+    def apply(self, records: Sequence[Record]) -> None:
+        """Applies records, their dead letters and their offsets in one transaction."""
+        before = replace(self.stats)
         batch = _Batch()
-        decoded: list[tuple[str, int, int, events_pb2.EventEnvelope]] = []
-        for topic, partition, offset, value in records:
-            batch.offsets[(topic, partition)] = offset + 1
+        decoded: list[tuple[Record, events_pb2.EventEnvelope]] = []
+        for record in records:
+            where = (record.topic, record.partition)
+            batch.offsets[where] = record.offset + 1
             envelope = events_pb2.EventEnvelope()
             try:
-                envelope.ParseFromString(value)
-            except DecodeError:
-                self.stats.rejected += 1
-                log.error("undecodable record %s[%d]@%d skipped", topic, partition, offset)
+                envelope.ParseFromString(record.value)
+            except DecodeError as error:
+                batch.poison.append((record, f"undecodable: {error}"))
                 continue
-            decoded.append((topic, partition, offset, envelope))
+            batch.positions[where] = max(batch.positions.get(where, 0), envelope.position)
+            if envelope.HasField("position_marker"):
+                self.stats.markers += 1
+                continue
+            decoded.append((record, envelope))
         with self.engine.begin() as conn:
-            batch.versions = self._load_versions(conn, {e.stream_id for *_, e in decoded})
-            for topic, partition, offset, envelope in decoded:
-                self._apply_one(batch, topic, partition, offset, envelope)
+            batch.versions = self._load_versions(conn, {e.stream_id for _, e in decoded})
+            for record, envelope in decoded:
+                self._apply_one(batch, record, envelope)
             for name, rows in batch.rows.items():
                 upsert(conn, TABLES[name], list(rows.values()))
             for name, updates in batch.updates.items():
@@ -152,46 +206,94 @@ class Projector:
             )
             if batch.gaps:
                 conn.execute(TABLES[StreamGap.__tablename__].insert(), batch.gaps)
-            upsert(
-                conn,
-                TABLES[ConsumerOffset.__tablename__],
-                [
-                    {"consumer_group": self.group, "topic": t, "partition": p, "next_offset": o}
-                    for (t, p), o in batch.offsets.items()
-                ],
-            )
+            self._store_progress(conn, batch)
+            # Dead letters are durable in Kafka before the offsets that skip them commit.
+            for record, reason in batch.poison:
+                self._dead_letter(record, reason)
+        self._observe(batch, before)
         self.stats.batches += 1
         self.stats.last_batch_at = time.monotonic()
 
-    def _apply_one(
-        self,
-        batch: _Batch,
-        topic: str,
-        partition: int,
-        offset: int,
-        envelope: events_pb2.EventEnvelope,
-    ) -> None:
+    def _observe(self, batch: _Batch, before: ProjectorStats) -> None:
+        for (topic, partition), next_offset in batch.offsets.items():
+            labels = (topic, str(partition))
+            metrics.LAG.labels(*labels).set(
+                self._end_offset(topic, partition, next_offset) - next_offset
+            )
+            if (topic, partition) in batch.positions:
+                metrics.POSITION.labels(*labels).set(batch.positions[(topic, partition)])
+        stats = self.stats
+        for outcome, count in (
+            ("applied", stats.applied - before.applied),
+            ("duplicate", stats.duplicates - before.duplicates),
+            ("dead_letter", stats.rejected - before.rejected),
+            ("marker", stats.markers - before.markers),
+        ):
+            if count:
+                metrics.EVENTS.labels(outcome).inc(count)
+
+    def _store_progress(self, conn: Connection, batch: _Batch) -> None:
+        """Next offsets, end offsets and the highest position seen, per partition."""
+        if not batch.offsets:
+            return
+        table = TABLES[ConsumerOffset.__tablename__]
+        postgres = conn.dialect.name == "postgresql"
+        statement = (postgresql.insert if postgres else sqlite.insert)(table)
+        highest = func.greatest if postgres else func.max
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["consumer_group", "topic", "partition"],
+                set_={
+                    "next_offset": statement.excluded.next_offset,
+                    "end_offset": statement.excluded.end_offset,
+                    "position": highest(table.c.position, statement.excluded.position),
+                },
+            ),
+            [
+                {"consumer_group": self.group, "topic": topic, "partition": partition,
+                 "next_offset": next_offset,
+                 "end_offset": self._end_offset(topic, partition, next_offset),
+                 "position": batch.positions.get((topic, partition), 0)}
+                for (topic, partition), next_offset in batch.offsets.items()
+            ],
+        )  # fmt: skip
+
+    def _end_offset(self, topic: str, partition: int, next_offset: int) -> int:
+        if self.consumer is None:
+            return next_offset
+        end = self.consumer.highwater(TopicPartition(topic, partition))
+        return max(int(end), next_offset) if end is not None else next_offset
+
+    def _dead_letter(self, record: Record, reason: str) -> None:
+        self.stats.rejected += 1
+        log.error(
+            "%s[%d]@%d to the dead-letter topic: %s",
+            record.topic, record.partition, record.offset, reason,
+        )  # fmt: skip
+        if self.dead_letters is not None:
+            self.dead_letters.send(record, reason)
+
+    def _apply_one(self, batch: _Batch, record: Record, envelope: events_pb2.EventEnvelope) -> None:
         stream, version = envelope.stream_id, envelope.stream_version
         applied = batch.versions.get(stream, 0)
         if version <= applied:
             self.stats.duplicates += 1
             return
+        try:
+            rows = rows_for(envelope)
+        except (UnknownEventError, ValueError, KeyError) as error:
+            batch.poison.append((record, f"{type(error).__name__}: {error}"))
+            return
         if version != applied + 1:
             self.stats.gaps += 1
             log.warning(
                 "gap in stream %s: expected version %d, got %d (%s[%d]@%d)",
-                stream, applied + 1, version, topic, partition, offset,
+                stream, applied + 1, version, record.topic, record.partition, record.offset,
             )  # fmt: skip
             batch.gaps.append(
                 {"stream_id": stream, "expected_version": applied + 1, "got_version": version,
-                 "topic": topic, "partition": partition, "offset": offset}
+                 "topic": record.topic, "partition": record.partition, "offset": record.offset}
             )  # fmt: skip
-        try:
-            rows = rows_for(envelope)
-        except UnknownEventError as error:
-            self.stats.rejected += 1
-            log.error("%s[%d]@%d skipped: %s", topic, partition, offset, error)
-            return
         for row in rows:
             batch.add(row)
         batch.versions[stream] = version

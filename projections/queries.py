@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from domain.stock import Levels
-from projections.models import LocationView, SkuView, StockView
+from projections.models import ConsumerOffset, LocationView, SkuView, StockView
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,70 @@ class StockQueries:
             by_channel=by_channel,
             view_position=position,
         )
+
+
+class ViewsBehindError(Exception):
+    """The views have not reached the position a reader asked for within its deadline."""
+
+    def __init__(self, reached: int, wanted: int) -> None:
+        super().__init__(
+            f"the views are complete up to position {reached}, not yet {wanted}; retry shortly"
+        )
+        self.reached = reached
+        self.wanted = wanted
+
+
+@dataclass(frozen=True)
+class PartitionProgress:
+    topic: str
+    partition: int
+    next_offset: int
+    end_offset: int
+    position: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.end_offset - self.next_offset, 0)
+
+
+class ProgressQueries:
+    """How far the projector group has come, from the rows it commits with every batch."""
+
+    def __init__(self, engine: Engine, group: str) -> None:
+        self.engine = engine
+        self.group = group
+
+    def partitions(self) -> list[PartitionProgress]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    ConsumerOffset.topic, ConsumerOffset.partition, ConsumerOffset.next_offset,
+                    ConsumerOffset.end_offset, ConsumerOffset.position,
+                )
+                .where(ConsumerOffset.consumer_group == self.group)
+                .order_by(ConsumerOffset.topic, ConsumerOffset.partition)
+            ).all()  # fmt: skip
+        return [PartitionProgress(*row) for row in rows]
+
+    def view_position(self) -> int:
+        """Every view is complete up to this position (0 before the projector has started)."""
+        with self.engine.connect() as conn:
+            reached = conn.execute(
+                select(func.min(ConsumerOffset.position)).where(
+                    ConsumerOffset.consumer_group == self.group
+                )
+            ).scalar()
+        return int(reached or 0)
+
+    def wait_for(self, position: int, timeout: float) -> int:
+        """Waits until the views are complete up to `position`; answers where they are."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        delay = 0.002
+        while True:
+            reached = self.view_position()
+            if reached >= position:
+                return reached
+            if time.monotonic() >= deadline:
+                raise ViewsBehindError(reached, position)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)

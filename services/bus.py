@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from projections.projector import Record
+
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_TOPIC = "retail.deadletter.v1"
 CATALOG_TOPIC = "retail.catalog.v1"
 STOCK_TOPIC = "retail.stock.v1"
 SALES_TOPIC = "retail.sales.v1"
-EVENT_TOPICS = (CATALOG_TOPIC, STOCK_TOPIC, SALES_TOPIC)
+ORDERS_TOPIC = "retail.orders.v1"
+EVENT_TOPICS = (CATALOG_TOPIC, STOCK_TOPIC, SALES_TOPIC, ORDERS_TOPIC)
 
 
 class SendResult(Protocol):
@@ -71,10 +77,24 @@ class EnvelopeProducer:
                 request_timeout_ms=10_000,
             )
 
-    def send(self, topic: str, key: bytes, value: bytes) -> SendResult:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> SendResult:
         self.open()
         assert self._producer is not None
-        return self._producer.send(topic, key=key, value=value)  # type: ignore[no-any-return]
+        return self._producer.send(  # type: ignore[no-any-return]
+            topic, key=key, value=value, partition=partition, headers=headers
+        )
+
+    def partitions_for(self, topic: str) -> list[int]:
+        self.open()
+        assert self._producer is not None
+        return sorted(self._producer.partitions_for(topic) or ())
 
     def flush(self, timeout: float = 30.0) -> None:
         if self._producer is not None:
@@ -103,3 +123,69 @@ def new_consumer(bootstrap: str, group: str, client_id: str, **overrides: Any) -
     }
     options.update(overrides)
     return KafkaConsumer(**options)
+
+
+class KafkaDeadLetters:
+    """Sends records the projector cannot apply to the dead-letter topic, reason in headers."""
+
+    def __init__(self, producer: EnvelopeProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def send(self, record: Record, reason: str) -> None:
+        headers = [
+            ("reason", reason.encode()),
+            ("source-topic", record.topic.encode()),
+            ("source-partition", str(record.partition).encode()),
+            ("source-offset", str(record.offset).encode()),
+        ]
+        self.producer.send(self.topic, record.key, record.value, headers=headers).get(timeout=30)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    offset: int
+    partition: int
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes
+
+
+def read_dead_letters(bootstrap: str, topic: str, timeout: float = 10.0) -> list[DeadLetter]:
+    """Every record on the dead-letter topic, read from the start without joining a group."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="retail-dead-letters"
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout:.0f}s")
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for r in records:
+                    headers = {k: v.decode(errors="replace") for k, v in r.headers or []}
+                    letters.append(
+                        DeadLetter(
+                            offset=r.offset, partition=tp.partition,
+                            reason=headers.get("reason", ""),
+                            source_topic=headers.get("source-topic", ""),
+                            source_partition=int(headers.get("source-partition", "-1")),
+                            source_offset=int(headers.get("source-offset", "-1")),
+                            key=r.key, value=r.value,
+                        )
+                    )  # fmt: skip
+        return sorted(letters, key=lambda d: (d.partition, d.offset))
+    finally:
+        consumer.close()

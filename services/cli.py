@@ -92,6 +92,58 @@ def health(
         raise typer.Exit(1)
 
 
+dead_letters = typer.Typer(no_args_is_help=True, help="Records the projector could not apply.")
+cli.add_typer(dead_letters, name="dead-letters")
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@dead_letters.command("list")
+def list_dead_letters() -> None:
+    """Lists the dead-letter topic: where each record came from and why it was refused."""
+    from services.bus import DEAD_LETTER_TOPIC, read_dead_letters  # noqa: PLC0415
+
+    settings = _settings_or_exit()
+    topic = settings.topic_namespace + DEAD_LETTER_TOPIC
+    letters = read_dead_letters(settings.kafka_bootstrap_servers, topic)
+    for letter in letters:
+        typer.echo(
+            f"{letter.partition}:{letter.offset}\t{letter.source_topic}[{letter.source_partition}]"
+            f"@{letter.source_offset}\t{letter.reason}"
+        )
+    typer.echo(f"{len(letters)} dead letters on {topic}")
+
+
+@dead_letters.command("replay")
+def replay_dead_letters(
+    source_topic: str = typer.Option("", help="Only records that came from this topic."),
+) -> None:
+    """Sends dead letters back to the topics they came from, for a fixed projector to apply.
+    Replaying is safe: events already applied are dropped by stream version."""
+    from services.bus import DEAD_LETTER_TOPIC, EnvelopeProducer, read_dead_letters  # noqa: PLC0415
+
+    settings = _settings_or_exit()
+    topic = settings.topic_namespace + DEAD_LETTER_TOPIC
+    producer = EnvelopeProducer(settings.kafka_bootstrap_servers, client_id="retail-replay")
+    try:
+        chosen = [
+            letter
+            for letter in read_dead_letters(settings.kafka_bootstrap_servers, topic)
+            if letter.source_topic and (not source_topic or letter.source_topic == source_topic)
+        ]
+        for letter in chosen:
+            producer.send(letter.source_topic, letter.key, letter.value).get(timeout=30)
+    finally:
+        producer.close()
+    typer.echo(f"replayed {len(chosen)} dead letters")
+
+
 def main() -> None:
     cli()
 

@@ -39,6 +39,8 @@ class Settings:
     views_url: str = ""
     roles: frozenset[str] = field(default_factory=lambda: ROLES)
     seed_demo: bool = True
+    # host:port of the Prometheus metrics endpoint; empty: none.
+    metrics_address: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +80,7 @@ class Settings:
             views_url=get("VIEWS_URL", ""),
             roles=roles,
             seed_demo=get("SEED_DEMO", "1") not in ("0", "false", "no"),
+            metrics_address=get("METRICS_ADDRESS", ""),
         )
         if settings.event_store == "postgres" and not settings.postgres_dsn:
             raise SettingsError("RETAIL_EVENT_STORE=postgres needs RETAIL_POSTGRES_DSN")

@@ -23,11 +23,21 @@ from domain.catalog import (
     SKU_REGISTERED,
 )
 from domain.ids import NAMESPACE
+from domain.online import (
+    CAMPAIGN_ENDED,
+    CAMPAIGN_STARTED,
+    FLASH_BOUGHT,
+    RESERVATION_CONFIRMED,
+    RESERVATION_PLACED,
+    RESERVATION_RELEASED,
+)
 from domain.sales import SALE_RECORDED, SALE_RETURNED
+from domain.shifts import SHIFT_CLOSED, SHIFT_OPENED
 from domain.stock import STOCK_MOVED, STOCK_OPENED
+from domain.transfers import TRANSFER_DISPATCHED, TRANSFER_RECEIVED
 from domain.values import Channel, LocationKind, Money, PaymentMethod
 from protos.retail.v1 import common_pb2, events_pb2
-from services.bus import CATALOG_TOPIC, SALES_TOPIC, STOCK_TOPIC
+from services.bus import CATALOG_TOPIC, ORDERS_TOPIC, SALES_TOPIC, STOCK_TOPIC
 
 SCHEMA_VERSION = 1
 
@@ -248,7 +258,122 @@ def _sale_returned(
     return SALES_TOPIC, str(event.originator_id)
 
 
+def _shift_opened(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup, terminal=event.terminal))
+    envelope.shift_opened.CopyFrom(
+        events_pb2.ShiftOpened(
+            terminal=event.terminal, shift_id=event.shift_id, location=event.location,
+            staff=event.staff, cash_float=money(event.cash_float),
+        )
+    )  # fmt: skip
+    return SALES_TOPIC, f"shift/{event.terminal}/{event.shift_id}"
+
+
+def _shift_closed(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup, terminal=event.terminal))
+    closed = envelope.shift_closed
+    closed.terminal, closed.shift_id, closed.location = (
+        event.terminal,
+        event.shift_id,
+        event.location,
+    )
+    closed.counted_cash.CopyFrom(money(event.counted_cash))
+    for total in event.z_report:
+        closed.z_report.add(method=PAYMENT_TO_PROTO[total.method], amount=money(total.amount))
+    return SALES_TOPIC, f"shift/{event.terminal}/{event.shift_id}"
+
+
+def _transfer_dispatched(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.source, lookup))
+    dispatched = envelope.transfer_dispatched
+    dispatched.transfer_id, dispatched.from_location = event.code, event.source
+    dispatched.to_location = event.destination
+    dispatched.sent.update(event.sent)
+    return STOCK_TOPIC, f"transfer/{event.code}"
+
+
+def _transfer_received(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.destination, lookup))
+    received = envelope.transfer_received
+    received.transfer_id, received.to_location = event.code, event.destination
+    received.received.update(event.received)
+    received.lost_in_transit.update(event.lost)
+    return STOCK_TOPIC, f"transfer/{event.code}"
+
+
+def _reservation_placed(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    placed = envelope.reservation_placed
+    placed.order_id, placed.member, placed.location = event.order_id, event.member, event.location
+    placed.campaign = event.campaign
+    placed.expires_at.CopyFrom(timestamp(event.expires_at))
+    placed.lines.update({line.sku: line.quantity for line in event.lines})
+    return ORDERS_TOPIC, event.order_id
+
+
+def _reservation_settled(status: str | None) -> Mapper:
+    def mapper(
+        event: Any, envelope: events_pb2.EventEnvelope, _: LocationLookup
+    ) -> tuple[str, str]:
+        envelope.reservation_settled.CopyFrom(
+            events_pb2.ReservationSettled(order_id=event.order_id, status=status or event.status)
+        )
+        return ORDERS_TOPIC, event.order_id
+
+    return mapper
+
+
+def _campaign_started(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    started = envelope.campaign_started
+    started.campaign, started.kind, started.location = event.code, event.kind, event.location
+    started.allocations.update(event.allocations)
+    return ORDERS_TOPIC, f"campaign/{event.code}"
+
+
+def _campaign_ended(
+    event: Any, envelope: events_pb2.EventEnvelope, _: LocationLookup
+) -> tuple[str, str]:
+    envelope.campaign_ended.campaign = event.code
+    return ORDERS_TOPIC, f"campaign/{event.code}"
+
+
+def _flash_bought(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    envelope.flash_order_confirmed.CopyFrom(
+        events_pb2.FlashOrderConfirmed(
+            order_id=event.order_id, sku=event.sku, location=event.location, member=event.member,
+            quantity=event.quantity, campaign=event.campaign,
+        )
+    )  # fmt: skip
+    return ORDERS_TOPIC, event.order_id
+
+
 _MAPPERS: dict[str, Mapper] = {
+    SHIFT_OPENED: _shift_opened,
+    SHIFT_CLOSED: _shift_closed,
+    TRANSFER_DISPATCHED: _transfer_dispatched,
+    TRANSFER_RECEIVED: _transfer_received,
+    RESERVATION_PLACED: _reservation_placed,
+    RESERVATION_CONFIRMED: _reservation_settled("confirmed"),
+    RESERVATION_RELEASED: _reservation_settled(None),
+    CAMPAIGN_STARTED: _campaign_started,
+    CAMPAIGN_ENDED: _campaign_ended,
+    FLASH_BOUGHT: _flash_bought,
     SKU_REGISTERED: _sku_registered,
     LOCATION_REGISTERED: _location_registered,
     POPUP_OPENED: _popup_status("open"),

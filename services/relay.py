@@ -16,7 +16,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from domain.catalog import Location
-from services.bus import EnvelopeProducer, SendResult
+from protos.retail.v1 import events_pb2
+from services.bus import EVENT_TOPICS, EnvelopeProducer, SendResult
 from services.envelopes import LocationFacts, to_outgoing
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class OutboxRelay:
         self.wake = wake or threading.Event()
         self.tracking = app.factory.tracking_recorder()
         self._locations: dict[str, LocationFacts] = {}
+        self._partitions: dict[str, list[int]] = {}
         self.published = 0
         # One relay per application, so the stored position is read once and then kept here.
         self.position = self.tracking.max_tracking_id(TRACKING_NAME) or 0
@@ -76,14 +78,31 @@ class OutboxRelay:
             value = outgoing.envelope.SerializeToString()
             topic = self.topic_namespace + outgoing.topic
             pending.append(self.producer.send(topic, outgoing.key, value))
+        events = len(pending)
+        pending.extend(self._send_markers(notifications[-1].id))
         self.producer.flush()
         for result in pending:
             result.get(timeout=30)  # raises if the broker did not acknowledge
         last = notifications[-1].id
         self.tracking.insert_tracking(Tracking(TRACKING_NAME, last))
         self.position = last
-        self.published += len(pending)
+        self.published += events
         return len(notifications)
+
+    def _send_markers(self, position: int) -> list[SendResult]:
+        """Marks every partition: all events up to `position` have been sent before this."""
+        marker = events_pb2.EventEnvelope(
+            event_type="retail.PositionMarker", position=position, application=self.app.name,
+            position_marker=events_pb2.PositionMarker(),
+        ).SerializeToString()  # fmt: skip
+        sent: list[SendResult] = []
+        for logical in EVENT_TOPICS:
+            topic = self.topic_namespace + logical
+            partitions = self._partitions.get(topic)
+            if not partitions:
+                partitions = self._partitions[topic] = self.producer.partitions_for(topic)
+            sent.extend(self.producer.send(topic, None, marker, partition=p) for p in partitions)
+        return sent
 
     def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
         """Relays until `stop` is set; failures are logged and retried with a backoff."""
@@ -97,6 +116,7 @@ class OutboxRelay:
             except Exception:
                 log.exception("relay batch failed; retrying from position %s", self.position)
                 self.producer.close()  # a fresh producer after a failure resends in order
+                self._partitions.clear()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self.producer.flush()

@@ -6,15 +6,24 @@ import contextlib
 import logging
 import threading
 from types import TracebackType
+from typing import Any
 
+from prometheus_client import start_http_server
 from sqlalchemy import Engine
 
 from projections.db import make_engine
 from projections.projector import Projector
 from projections.projector import run_in_thread as run_projector
-from projections.queries import StockQueries
+from projections.queries import ProgressQueries, StockQueries
 from services.application import RetailApp
-from services.bus import EnvelopeProducer, ensure_topics, new_consumer, topic_names
+from services.bus import (
+    DEAD_LETTER_TOPIC,
+    EnvelopeProducer,
+    KafkaDeadLetters,
+    ensure_topics,
+    new_consumer,
+    topic_names,
+)
 from services.config import Settings
 from services.flash import FlashSales
 from services.localkafka import LocalKafka
@@ -39,6 +48,8 @@ class Backend:
         self.projector: Projector | None = None
         self.api: Api | None = None
         self.flash: FlashSales | None = None
+        self._dead_letter_producer: EnvelopeProducer | None = None
+        self._metrics_server: Any = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -63,7 +74,8 @@ class Backend:
             ).start()
         bootstrap = s.kafka_bootstrap_servers
         topics = topic_names(s.topic_namespace)
-        ensure_topics(bootstrap, s.topic_partitions, topics)
+        dead_letter_topic = s.topic_namespace + DEAD_LETTER_TOPIC
+        ensure_topics(bootstrap, s.topic_partitions, [*topics, dead_letter_topic])
         self.app = RetailApp(env=s.event_store_env())
         if s.seed_demo and "api" in s.roles:
             seed_demo(self.app)
@@ -80,15 +92,22 @@ class Backend:
         if "projector" in s.roles:
             assert self.engine is not None
             consumer = new_consumer(bootstrap, s.consumer_group, client_id="retail-projector")
-            self.projector = Projector(self.engine, consumer, s.consumer_group)
+            self._dead_letter_producer = EnvelopeProducer(
+                bootstrap, client_id="retail-dead-letters"
+            )
+            dead_letters = KafkaDeadLetters(self._dead_letter_producer, dead_letter_topic)
+            self.projector = Projector(self.engine, consumer, s.consumer_group, dead_letters)
             self.projector.subscribe(topics)
             self._threads.append(run_projector(self.projector, self.stop_event))
+        if s.metrics_address:
+            self._serve_metrics(s.metrics_address)
         if "api" in s.roles:
             assert self.engine is not None
             self.flash = FlashSales(self.app)
             self._threads.append(_start_sweeper(self.app, self.stop_event))
+            progress = ProgressQueries(self.engine, s.consumer_group)
             self.api = create_server(
-                s.grpc_address, self.app, StockQueries(self.engine), self.flash,
+                s.grpc_address, self.app, StockQueries(self.engine), progress, self.flash,
                 workers=s.grpc_workers,
             )  # fmt: skip
             log.info(
@@ -96,8 +115,21 @@ class Backend:
                 s.grpc_address.rsplit(":", 1)[0] + f":{self.api.port}",
             )
 
+    def _serve_metrics(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        try:
+            server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+        except OSError as error:
+            log.warning("metrics not served on %s: %s", address, error)
+            return
+        self._metrics_server = server
+        log.info("Prometheus metrics on http://%s/metrics", address)
+
     def stop(self) -> None:
         """Stops in reverse order; safe to call twice and after a failed start."""
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
         if self.api is not None:
             self.api.stop()
             self.api = None
@@ -116,6 +148,10 @@ class Backend:
             with contextlib.suppress(Exception):
                 self.relay.producer.close()
             self.relay = None
+        if self._dead_letter_producer is not None:
+            with contextlib.suppress(Exception):
+                self._dead_letter_producer.close()
+            self._dead_letter_producer = None
         if self.app is not None:
             self.app.close()
             self.app = None

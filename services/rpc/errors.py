@@ -17,6 +17,7 @@ from domain.errors import (
     NotFoundError,
     RuleBrokenError,
 )
+from projections.queries import ViewsBehindError
 from services.flash import OverloadedError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (ViewsBehindError, grpc.StatusCode.UNAVAILABLE),
     (EventStoreOperationalError, grpc.StatusCode.UNAVAILABLE),
     (ViewsOperationalError, grpc.StatusCode.UNAVAILABLE),
 )
@@ -57,7 +59,7 @@ def _guard(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[...
             if code is None:
                 log.exception("unexpected error in %s", getattr(behavior, "__name__", behavior))
                 context.abort(grpc.StatusCode.INTERNAL, "internal error; it has been logged")
-            if code is grpc.StatusCode.UNAVAILABLE:
+            if code is grpc.StatusCode.UNAVAILABLE and not isinstance(error, ViewsBehindError):
                 log.warning("dependency unavailable: %s", error)
                 context.abort(code, f"a dependency is unavailable, retry shortly: {error}")
             context.abort(code, str(error))

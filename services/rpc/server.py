@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from projections.queries import StockQueries
+from projections.queries import ProgressQueries, StockQueries
 from protos.retail.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -67,7 +67,12 @@ class Api:
 
 
 def create_server(
-    address: str, app: RetailApp, queries: StockQueries, flash: FlashSales, workers: int = 32
+    address: str,
+    app: RetailApp,
+    queries: StockQueries,
+    progress: ProgressQueries,
+    flash: FlashSales,
+    workers: int = 32,
 ) -> Api:
     """Builds and starts the server; bind port 0 to let the OS choose (tests)."""
     server = grpc.server(
@@ -80,7 +85,7 @@ def create_server(
     inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(app), server)
     order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app, flash), server)
     pos_pb2_grpc.add_PosServiceServicer_to_server(PosServicer(app), server)
-    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(queries, app), server)
+    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(queries, progress, app), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

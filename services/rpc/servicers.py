@@ -14,7 +14,7 @@ from domain.errors import UnknownSkuError
 from domain.online import Campaign, ReservedLine
 from domain.shifts import Shift, ZTotal
 from domain.values import ReservationStatus
-from projections.queries import StockQueries
+from projections.queries import ProgressQueries, StockQueries
 from protos.retail.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -416,14 +416,44 @@ class PosServicer(pos_pb2_grpc.PosServiceServicer):
         return _shift_out(shift, position)
 
 
+MAX_WAIT = 10.0
+
+
+def _wait_budget(context: grpc.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    return MAX_WAIT if remaining is None else min(max(remaining - 0.05, 0.0), MAX_WAIT)
+
+
 class StockServicer(stock_pb2_grpc.StockServiceServicer):
-    def __init__(self, queries: StockQueries, app: RetailApp | None) -> None:
+    def __init__(
+        self, queries: StockQueries, progress: ProgressQueries, app: RetailApp | None
+    ) -> None:
         self.queries = queries
+        self.progress = progress
         self.app = app
+
+    def GetPipelineStatus(
+        self, request: stock_pb2.GetPipelineStatusRequest, context: grpc.ServicerContext
+    ) -> stock_pb2.PipelineStatus:
+        partitions = self.progress.partitions()
+        status = stock_pb2.PipelineStatus(
+            view_position=min((p.position for p in partitions), default=0),
+            total_lag=sum(p.lag for p in partitions),
+        )
+        for p in partitions:
+            status.partitions.add(
+                topic=p.topic, partition=p.partition, next_offset=p.next_offset,
+                end_offset=p.end_offset, lag=p.lag, position=p.position,
+            )  # fmt: skip
+        return status
 
     def GetStock(
         self, request: stock_pb2.GetStockRequest, context: grpc.ServicerContext
     ) -> stock_pb2.GetStockResponse:
+        if request.min_position:
+            reached = self.progress.wait_for(request.min_position, _wait_budget(context))
+        else:
+            reached = self.progress.view_position()
         snapshot = self.queries.get_stock(request.sku, request.location)
         if not snapshot.known:
             # The view may trail a registration; the write side has the last word on existence.
@@ -433,7 +463,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         response = stock_pb2.GetStockResponse(
             sku=snapshot.sku,
             total_on_hand=snapshot.total_on_hand,
-            view_position=snapshot.view_position,
+            view_position=reached,
         )
         for row in snapshot.locations:
             response.locations.add(

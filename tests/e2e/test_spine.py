@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from protos.retail.v1 import stock_pb2
 from services.config import Settings
 from services.localkafka import LocalKafka
 from services.runtime import Backend
@@ -153,3 +154,39 @@ def test_the_spine_on_postgresql(
         client.sell(SKU, STORE, 3)
         assert client.sell(SKU, STORE, 3).replayed
         assert client.wait_for_stock(SKU, 7).total_on_hand == 7
+
+
+def test_a_query_with_the_sales_position_never_sees_the_old_number(
+    start: Callable[[], Backend], connect: type[Client]
+) -> None:
+    client = client_for(connect, start().grpc_port)
+    client.receive(SKU, STORE, 100)
+    for n in range(20):
+        receipt = client.sell(SKU, STORE, 1, sale=f"RYW-{n}")
+        view = client.stocks.GetStock(
+            stock_pb2.GetStockRequest(sku=SKU, min_position=receipt.position), timeout=15
+        )
+        assert view.view_position >= receipt.position
+        assert view.total_on_hand == 100 - (n + 1)
+
+
+def test_the_pipeline_status_shows_every_partition_and_drains_to_no_lag(
+    start: Callable[[], Backend], connect: type[Client]
+) -> None:
+    client = client_for(connect, start().grpc_port)
+    receipt = client.receive(SKU, STORE, 5)
+    client.stocks.GetStock(stock_pb2.GetStockRequest(sku=SKU, min_position=receipt.position))
+    status = client.stocks.GetPipelineStatus(stock_pb2.GetPipelineStatusRequest())
+    assert len(status.partitions) == 4 * 3  # four topics of three partitions
+    assert status.view_position >= receipt.position
+    assert status.total_lag == 0
+
+
+def test_waiting_for_a_position_the_views_cannot_reach_is_a_clear_unavailable(
+    start: Callable[[], Backend], connect: type[Client]
+) -> None:
+    client = client_for(connect, start().grpc_port)
+    with pytest.raises(grpc.RpcError) as behind:
+        client.stocks.GetStock(stock_pb2.GetStockRequest(sku=SKU, min_position=10**9), timeout=0.5)
+    assert behind.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "not yet 1000000000" in (behind.value.details() or "")

@@ -11,7 +11,7 @@ from domain.errors import SaleIdReusedError
 from domain.values import LocationKind, Money
 from projections.db import make_engine
 from projections.models import StockView
-from projections.projector import Projector
+from projections.projector import Projector, Record
 from services.application import RetailApp, SaleLineInput
 from services.bus import EnvelopeProducer
 from services.config import Settings
@@ -79,7 +79,7 @@ def test_the_projector_upserts_views_and_offsets_on_postgres(
     for n in app.recorder.select_notifications(start=1, limit=100):
         outgoing = to_outgoing(app.mapper.to_domain_event(n), n.id, app.name, lookup)
         if outgoing is not None:
-            records.append((outgoing.topic, 0, n.id, outgoing.envelope.SerializeToString()))
+            records.append(Record(outgoing.topic, 0, n.id, outgoing.envelope.SerializeToString()))
     projector = Projector(engine, consumer=None, group="g")  # records handed in directly
     projector.apply(records)
     projector.apply(records)  # delivered twice: dropped the second time
@@ -105,9 +105,20 @@ class _RecordingProducer(EnvelopeProducer):
         super().__init__("unused:0")
         self.sent: list[tuple[str, bytes]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes) -> _Acked:
-        self.sent.append((topic, key))
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> _Acked:
+        if key is not None:  # markers carry no key
+            self.sent.append((topic, key))
         return _Acked()
+
+    def partitions_for(self, topic: str) -> list[int]:
+        return [0]
 
     def flush(self, timeout: float = 30.0) -> None:
         pass

@@ -69,3 +69,41 @@ def test_an_old_reader_ignores_fields_it_does_not_know() -> None:
 def test_location_kinds_map_to_channels() -> None:
     assert LocationKind.POPUP.channel.value == "popup"
     assert LocationKind.ONLINE_FLAGSHIP.channel.value == "online"
+
+
+def test_a_new_reader_reads_an_old_message_with_defaults_for_what_it_lacked() -> None:
+    # What a first-version writer sent: SkuRegistered before tax, edition and launch fields.
+    old = events_pb2.EventEnvelope(event_type="retail.Sku.Registered", stream_version=1)
+    old.sku_registered.sku, old.sku_registered.name = "A-1", "Tina"
+    old.sku_registered.list_price.minor_units = 100
+    new = events_pb2.EventEnvelope.FromString(old.SerializeToString())
+    assert new.sku_registered.sku == "A-1"
+    assert new.sku_registered.member_limit == 0 and not new.sku_registered.member_only
+    assert not new.sku_registered.HasField("launch_at")
+
+
+def test_write_side_bookkeeping_stays_off_kafka_and_everything_else_is_mapped(
+    app: RetailApp,
+) -> None:
+    from domain.online import ReservedLine  # noqa: PLC0415
+    from domain.shifts import ZTotal  # noqa: PLC0415
+    from domain.values import (  # noqa: PLC0415
+        CampaignKind,
+        Money,
+        PaymentMethod,
+    )
+
+    app.receive_stock("TINA-30", "ONLINE", 10, "DN")
+    app.start_campaign("LIVE", CampaignKind.LIVESTREAM, "ONLINE", {"TINA-30": 2})
+    app.reserve("O-1", "M-1", "ONLINE", [ReservedLine("TINA-30", 1)])
+    app.confirm_reservation("O-1")
+    app.end_campaign("LIVE")
+    app.open_shift("T-1", "SH-1", "STORE-1", "s", Money(0, "CNY"))
+    app.close_shift("T-1", "SH-1", [ZTotal(PaymentMethod.CASH, Money(0, "CNY"))], Money(0, "CNY"))
+    app.dispatch_transfer("TR-1", "ONLINE", "STORE-1", {"TINA-30": 1})
+    app.receive_transfer("TR-1", {})
+    payloads = {o.envelope.WhichOneof("payload") for o in published(app)}
+    assert {
+        "campaign_started", "campaign_ended", "reservation_placed", "reservation_settled",
+        "shift_opened", "shift_closed", "transfer_dispatched", "transfer_received",
+    } <= payloads  # fmt: skip
