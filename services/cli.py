@@ -144,6 +144,80 @@ def replay_dead_letters(
     typer.echo(f"replayed {len(chosen)} dead letters")
 
 
+@cli.command()
+def rebuild(
+    target: str = typer.Option(
+        "", help="SQLAlchemy URL to rebuild into (default: a new SQLite file beside the views)."
+    ),
+    swap: bool = typer.Option(
+        True, help="Switch the live SQLite views to the rebuilt file (keeps the old as .previous)."
+    ),
+    compare: bool = typer.Option(True, help="Compare the rebuilt views with the live ones."),
+) -> None:
+    """Replays every event topic from the start into fresh tables, then switches over.
+
+    Run it with the projector stopped (the rebuilt file replaces the live one)."""
+    import os  # noqa: PLC0415
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    from projections.db import make_engine  # noqa: PLC0415
+    from projections.rebuild import differences  # noqa: PLC0415
+    from projections.rebuild import rebuild as replay  # noqa: PLC0415
+    from services.bus import topic_names  # noqa: PLC0415
+
+    settings = _settings_or_exit()
+    live_url = make_url(settings.views_database_url)
+    if not target:
+        if live_url.get_backend_name() != "sqlite" or not live_url.database:
+            typer.echo("error: give --target for views that are not a SQLite file", err=True)
+            raise typer.Exit(2)
+        target = f"sqlite:///{live_url.database}.rebuild"
+    engine = make_engine(target)
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:  # fmt: skip
+        task = bar.add_task("replaying events", total=None)
+        result = replay(
+            settings.kafka_bootstrap_servers,
+            topic_names(settings.topic_namespace),
+            engine,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    rate = result.records / result.seconds if result.seconds else 0.0
+    typer.echo(
+        f"rebuilt from {result.records} records: {result.applied} events applied, "
+        f"{result.dead_letters} refused, in {result.seconds:.1f}s ({rate:,.0f} records/s)"
+    )
+    if compare:
+        live = make_engine(settings.views_database_url)
+        diff = differences(live, engine)
+        live.dispose()
+        if diff:
+            typer.echo("the rebuilt views differ from the live ones:\n" + "\n".join(diff))
+            engine.dispose()
+            raise typer.Exit(1)
+        typer.echo("the rebuilt views equal the live ones, row for row")
+    engine.dispose()
+    rebuilt_url = make_url(target)
+    if (
+        swap
+        and rebuilt_url.get_backend_name() == "sqlite"
+        and live_url.get_backend_name() == "sqlite"
+    ):
+        assert live_url.database and rebuilt_url.database
+        # A SQLite database is its file with its -wal and -shm companions: move them together.
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(live_url.database + suffix):
+                os.replace(live_url.database + suffix, live_url.database + ".previous" + suffix)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(rebuilt_url.database + suffix):
+                os.replace(rebuilt_url.database + suffix, live_url.database + suffix)
+        typer.echo(f"switched: {live_url.database} is the rebuilt view (old one kept as .previous)")
+
+
 def main() -> None:
     cli()
 
