@@ -236,10 +236,10 @@ class Location(Aggregate):
     def note_stocked(self, sku: str) -> None:
         """Remembers each SKU ever stocked here, so a closing pop-up knows what to check."""
         if sku not in self.stocked:
-            self._stocked(sku=sku)
+            self._stocked(location=self.code, sku=sku)
 
     @event("SkuStocked", topic=LOCATION_STOCKED)
-    def _stocked(self, sku: str) -> None:
+    def _stocked(self, location: str, sku: str) -> None:
         self.stocked.append(sku)
 
     def check_can_ship_out(self) -> None:

@@ -318,10 +318,10 @@ class StockItem(Aggregate):
     def seal(self) -> None:
         """The location closed for good: no movement but a late till sale is taken any more."""
         if not self.sealed:
-            self._sealed()
+            self._sealed(sku=self.sku, location=self.location)
 
     @event("Sealed", topic=STOCK_SEALED)
-    def _sealed(self) -> None:
+    def _sealed(self, sku: str, location: str) -> None:
         self.sealed = True
 
     # The decorated body runs again on every replay: a pure state change, no checks.

@@ -111,7 +111,7 @@ NO_VIEW_YET = frozenset(
     {
         "shift_opened", "shift_closed", "transfer_dispatched", "transfer_received",
         "reservation_placed", "reservation_settled", "campaign_started", "campaign_ended",
-        "flash_order_confirmed",
+        "flash_order_confirmed", "sku_stocked", "stock_sealed",
     }
 )  # fmt: skip
 

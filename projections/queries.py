@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select, tuple_
 
 from domain.stock import Levels
 from projections.models import ConsumerOffset, LocationView, SkuView, StockView
@@ -13,13 +14,19 @@ from projections.models import ConsumerOffset, LocationView, SkuView, StockView
 
 @dataclass(frozen=True)
 class LocationStock:
+    sku: str
     location: str
     kind: str
     channel: str
     city: str
     district: str
-    on_hand: int
+    status: str
     levels: Levels
+    position: int
+
+    @property
+    def on_hand(self) -> int:
+        return self.levels.on_hand
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,37 @@ class StockSnapshot:
     locations: list[LocationStock]
     total_on_hand: int
     by_channel: dict[str, int]
-    view_position: int
+    by_district: dict[str, int]
+    online_available: int
+
+
+@dataclass(frozen=True)
+class StockFilter:
+    sku: str = ""
+    location: str = ""
+    channel: str = ""
+    district: str = ""
+    low_stock_below: int = 0
+    negative_only: bool = False
+
+
+def _rows() -> Select[Any]:
+    return select(
+        StockView.sku, StockView.location, StockView.on_hand, StockView.reserved,
+        StockView.safety_stock, StockView.unavailable, StockView.incoming, StockView.allocated,
+        StockView.position, LocationView.kind, LocationView.channel, LocationView.city,
+        LocationView.district, LocationView.status,
+    ).outerjoin(LocationView, LocationView.location == StockView.location)  # fmt: skip
+
+
+def _stock(row: Any) -> LocationStock:
+    return LocationStock(
+        sku=row.sku, location=row.location, kind=row.kind or "", channel=row.channel or "",
+        city=row.city or "", district=row.district or "", status=row.status or "",
+        levels=Levels(row.on_hand, row.reserved, row.safety_stock, row.unavailable,
+                      row.incoming, row.allocated),
+        position=row.position,
+    )  # fmt: skip
 
 
 class StockQueries:
@@ -37,65 +74,99 @@ class StockQueries:
         self.engine = engine
 
     def get_stock(self, sku: str, location: str = "") -> StockSnapshot:
-        """A SKU's stock per location (all, or one) with the total over every location."""
-        statement = (
-            select(
-                StockView.location,
-                StockView.on_hand,
-                StockView.reserved,
-                StockView.safety_stock,
-                StockView.unavailable,
-                StockView.incoming,
-                StockView.allocated,
-                StockView.position,
-                LocationView.kind,
-                LocationView.channel,
-                LocationView.city,
-                LocationView.district,
-            )
-            .outerjoin(LocationView, LocationView.location == StockView.location)
-            .where(StockView.sku == sku)
-            .order_by(StockView.location)
-        )
+        """A SKU's stock per location (all, or one) with totals over every location."""
         with self.engine.connect() as conn:
-            rows = conn.execute(statement).all()
-            known = bool(rows) or (
+            every = [
+                _stock(r)
+                for r in conn.execute(
+                    _rows().where(StockView.sku == sku).order_by(StockView.location)
+                )
+            ]
+            known = bool(every) or (
                 conn.execute(select(SkuView.sku).where(SkuView.sku == sku)).first() is not None
             )
-        every: list[LocationStock] = []
         by_channel: dict[str, int] = {}
-        position = 0
-        for row in rows:
-            channel = row.channel or ""
-            every.append(
-                LocationStock(
-                    location=row.location,
-                    kind=row.kind or "",
-                    channel=channel,
-                    city=row.city or "",
-                    district=row.district or "",
-                    on_hand=row.on_hand,
-                    levels=Levels(
-                        row.on_hand,
-                        row.reserved,
-                        row.safety_stock,
-                        row.unavailable,
-                        row.incoming,
-                        row.allocated,
-                    ),
-                )
-            )
-            by_channel[channel] = by_channel.get(channel, 0) + row.on_hand
-            position = max(position, row.position)
-        shown = [s for s in every if s.location == location] if location else every
+        by_district: dict[str, int] = {}
+        for row in every:
+            by_channel[row.channel] = by_channel.get(row.channel, 0) + row.on_hand
+            by_district[row.district] = by_district.get(row.district, 0) + row.on_hand
         return StockSnapshot(
             sku=sku,
             known=known,
-            locations=shown,
+            locations=[s for s in every if s.location == location] if location else every,
             total_on_hand=sum(s.on_hand for s in every),
             by_channel=by_channel,
-            view_position=position,
+            by_district=by_district,
+            online_available=sum(
+                max(s.levels.available, 0) for s in every if s.kind == "online_flagship"
+            ),
         )
+
+    def nearby(
+        self, sku: str, city: str, district: str, min_available: int, limit: int
+    ) -> list[LocationStock]:
+        """Open stores and pop-ups in the shopper's city holding the SKU, same district first."""
+        available = (
+            StockView.on_hand - StockView.reserved - StockView.safety_stock
+            - StockView.unavailable - StockView.allocated
+        )  # fmt: skip
+        statement = (
+            _rows()
+            .where(
+                StockView.sku == sku,
+                LocationView.city == city,
+                LocationView.kind.in_(("partner_store", "popup")),
+                LocationView.status == "open",
+                available >= max(min_available, 1),
+            )
+            .order_by(
+                (LocationView.district == district).desc(), available.desc(), StockView.location
+            )
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_stock(r) for r in conn.execute(statement)]
+
+    def page(
+        self, where: StockFilter, page_size: int, after: tuple[str, str] | None
+    ) -> tuple[list[LocationStock], tuple[str, str] | None]:
+        """One page of stock rows in (SKU, location) order, and the key to continue after."""
+        statement = _rows()
+        if where.sku:
+            statement = statement.where(StockView.sku == where.sku)
+        if where.location:
+            statement = statement.where(StockView.location == where.location)
+        if where.channel:
+            statement = statement.where(LocationView.channel == where.channel)
+        if where.district:
+            statement = statement.where(LocationView.district == where.district)
+        if where.low_stock_below:
+            available = (
+                StockView.on_hand - StockView.reserved - StockView.safety_stock
+                - StockView.unavailable - StockView.allocated
+            )  # fmt: skip
+            statement = statement.where(available < where.low_stock_below)
+        if where.negative_only:
+            statement = statement.where(StockView.on_hand < 0)
+        if after is not None:
+            statement = statement.where(tuple_(StockView.sku, StockView.location) > after)
+        statement = statement.order_by(StockView.sku, StockView.location).limit(page_size + 1)
+        with self.engine.connect() as conn:
+            rows = [_stock(r) for r in conn.execute(statement)]
+        if len(rows) <= page_size:
+            return rows, None
+        rows = rows[:page_size]
+        return rows, (rows[-1].sku, rows[-1].location)
+
+    def changes(self, sku: str, location: str, after: int) -> list[LocationStock]:
+        """Rows set by movements after write-side position `after`, oldest first."""
+        statement = _rows().where(StockView.position > after)
+        if sku:
+            statement = statement.where(StockView.sku == sku)
+        if location:
+            statement = statement.where(StockView.location == location)
+        with self.engine.connect() as conn:
+            return [_stock(r) for r in conn.execute(statement.order_by(StockView.position))]
 
 
 class ViewsBehindError(Exception):

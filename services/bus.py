@@ -116,7 +116,8 @@ def new_consumer(bootstrap: str, group: str, client_id: str, **overrides: Any) -
         "auto_offset_reset": "earliest",
         "max_poll_records": 2000,
         "fetch_max_wait_ms": 50,
-        "session_timeout_ms": 10_000,
+        # The broker's minimum: a member that died is replaced within six seconds.
+        "session_timeout_ms": 6_000,
         "heartbeat_interval_ms": 2_000,
         # New partitions and topics are noticed within seconds, not the default five minutes.
         "metadata_max_age_ms": 5_000,

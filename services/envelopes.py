@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from domain.catalog import (
     LOCATION_REGISTERED,
+    LOCATION_STOCKED,
     POPUP_CLOSED,
     POPUP_CLOSING,
     POPUP_OPENED,
@@ -33,7 +34,7 @@ from domain.online import (
 )
 from domain.sales import SALE_RECORDED, SALE_RETURNED
 from domain.shifts import SHIFT_CLOSED, SHIFT_OPENED
-from domain.stock import STOCK_MOVED, STOCK_OPENED
+from domain.stock import STOCK_MOVED, STOCK_OPENED, STOCK_SEALED
 from domain.transfers import TRANSFER_DISPATCHED, TRANSFER_RECEIVED
 from domain.values import Channel, LocationKind, Money, PaymentMethod
 from protos.retail.v1 import common_pb2, events_pb2
@@ -363,7 +364,25 @@ def _flash_bought(
     return ORDERS_TOPIC, event.order_id
 
 
+def _sku_stocked(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    envelope.sku_stocked.CopyFrom(events_pb2.SkuStocked(location=event.location, sku=event.sku))
+    return CATALOG_TOPIC, event.location
+
+
+def _stock_sealed(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    envelope.stock_sealed.CopyFrom(events_pb2.StockSealed(sku=event.sku, location=event.location))
+    return STOCK_TOPIC, event.sku
+
+
 _MAPPERS: dict[str, Mapper] = {
+    LOCATION_STOCKED: _sku_stocked,
+    STOCK_SEALED: _stock_sealed,
     SHIFT_OPENED: _shift_opened,
     SHIFT_CLOSED: _shift_closed,
     TRANSFER_DISPATCHED: _transfer_dispatched,

@@ -5,16 +5,19 @@ No try/except here: the interceptor in services.rpc.errors maps every refusal to
 
 from __future__ import annotations
 
+import base64
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import grpc
 
 from domain.catalog import Location, PopupDetails, Sku, SkuTerms
-from domain.errors import UnknownSkuError
+from domain.errors import InvalidValueError, UnknownSkuError
 from domain.online import Campaign, ReservedLine
 from domain.shifts import Shift, ZTotal
-from domain.values import ReservationStatus
-from projections.queries import ProgressQueries, StockQueries
+from domain.values import ReservationStatus, require_code
+from projections.queries import LocationStock, ProgressQueries, StockFilter, StockQueries
 from protos.retail.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -417,11 +420,36 @@ class PosServicer(pos_pb2_grpc.PosServiceServicer):
 
 
 MAX_WAIT = 10.0
+WATCH_POLL = 0.1
 
 
 def _wait_budget(context: grpc.ServicerContext) -> float:
     remaining = context.time_remaining()
     return MAX_WAIT if remaining is None else min(max(remaining - 0.05, 0.0), MAX_WAIT)
+
+
+def _location_stock_out(row: LocationStock) -> stock_pb2.LocationStock:
+    return stock_pb2.LocationStock(
+        location=row.location,
+        kind=KIND_BY_NAME.get(row.kind, common_pb2.LOCATION_KIND_UNSPECIFIED),
+        channel=CHANNEL_BY_NAME.get(row.channel, common_pb2.CHANNEL_UNSPECIFIED),
+        city=row.city, district=row.district, on_hand=row.on_hand,
+        levels=convert.levels_out(row.levels),
+    )  # fmt: skip
+
+
+def _page_token(key: tuple[str, str] | None) -> str:
+    return base64.urlsafe_b64encode("\t".join(key).encode()).decode() if key else ""
+
+
+def _page_key(token: str) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        sku, location = base64.urlsafe_b64decode(token.encode()).decode().split("\t")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidValueError("page_token", "is not a token this service gave out") from None
+    return sku, location
 
 
 class StockServicer(stock_pb2_grpc.StockServiceServicer):
@@ -447,13 +475,15 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             )  # fmt: skip
         return status
 
+    def _reached(self, min_position: int, context: grpc.ServicerContext) -> int:
+        if min_position:
+            return self.progress.wait_for(min_position, _wait_budget(context))
+        return self.progress.view_position()
+
     def GetStock(
         self, request: stock_pb2.GetStockRequest, context: grpc.ServicerContext
     ) -> stock_pb2.GetStockResponse:
-        if request.min_position:
-            reached = self.progress.wait_for(request.min_position, _wait_budget(context))
-        else:
-            reached = self.progress.view_position()
+        reached = self._reached(request.min_position, context)
         snapshot = self.queries.get_stock(request.sku, request.location)
         if not snapshot.known:
             # The view may trail a registration; the write side has the last word on existence.
@@ -464,18 +494,69 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             sku=snapshot.sku,
             total_on_hand=snapshot.total_on_hand,
             view_position=reached,
+            districts=snapshot.by_district,
+            online_available_to_promise=snapshot.online_available,
         )
-        for row in snapshot.locations:
-            response.locations.add(
-                location=row.location,
-                kind=KIND_BY_NAME.get(row.kind, common_pb2.LOCATION_KIND_UNSPECIFIED),
-                channel=CHANNEL_BY_NAME.get(row.channel, common_pb2.CHANNEL_UNSPECIFIED),
-                city=row.city, district=row.district, on_hand=row.on_hand,
-                levels=convert.levels_out(row.levels),
-            )  # fmt: skip
+        response.locations.extend(_location_stock_out(row) for row in snapshot.locations)
         for channel, on_hand in sorted(snapshot.by_channel.items()):
             response.channels.add(
                 channel=CHANNEL_BY_NAME.get(channel, common_pb2.CHANNEL_UNSPECIFIED),
                 on_hand=on_hand,
             )
         return response
+
+    def FindNearbyStock(
+        self, request: stock_pb2.FindNearbyStockRequest, context: grpc.ServicerContext
+    ) -> stock_pb2.FindNearbyStockResponse:
+        require_code("sku", request.sku)
+        if not request.city.strip():
+            raise InvalidValueError("city", "is required")
+        limit = request.limit or 10
+        if not 1 <= limit <= 100:
+            raise InvalidValueError("limit", "must be between 1 and 100")
+        reached = self.progress.view_position()
+        places = self.queries.nearby(
+            request.sku, request.city.strip(), request.district.strip(),
+            request.min_available or 1, limit,
+        )  # fmt: skip
+        response = stock_pb2.FindNearbyStockResponse(view_position=reached)
+        for row in places:
+            response.places.add(
+                stock=_location_stock_out(row), same_district=row.district == request.district
+            )
+        return response
+
+    def ListStock(
+        self, request: stock_pb2.ListStockRequest, context: grpc.ServicerContext
+    ) -> stock_pb2.ListStockResponse:
+        size = request.page_size or 100
+        if not 1 <= size <= 1000:
+            raise InvalidValueError("page_size", "must be between 1 and 1000")
+        channel = next((n for n, p in CHANNEL_BY_NAME.items() if p == request.channel), "")
+        where = StockFilter(
+            sku=request.sku, location=request.location, channel=channel,
+            district=request.district, low_stock_below=request.low_stock_below,
+            negative_only=request.negative_only,
+        )  # fmt: skip
+        reached = self.progress.view_position()
+        rows, after = self.queries.page(where, size, _page_key(request.page_token))
+        response = stock_pb2.ListStockResponse(
+            next_page_token=_page_token(after), view_position=reached
+        )
+        for row in rows:
+            response.rows.add(sku=row.sku, stock=_location_stock_out(row))
+        return response
+
+    def WatchStock(
+        self, request: stock_pb2.WatchStockRequest, context: grpc.ServicerContext
+    ) -> Iterator[stock_pb2.StockChanged]:
+        if not request.sku and not request.location:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sku or location: name at least one")
+        after = -1
+        while context.is_active():
+            for row in self.queries.changes(request.sku, request.location, after):
+                after = max(after, row.position)
+                yield stock_pb2.StockChanged(
+                    sku=row.sku, stock=_location_stock_out(row), position=row.position
+                )
+            time.sleep(WATCH_POLL)

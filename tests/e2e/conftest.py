@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +19,9 @@ from protos.retail.v1 import (
     stock_pb2,
     stock_pb2_grpc,
 )
+from services.config import Settings
+from services.localkafka import LocalKafka
+from services.runtime import Backend
 
 
 @dataclass
@@ -93,3 +97,24 @@ def connect() -> Iterator[type[Client]]:
 
 def client_for(connect: type[Client], port: int) -> Client:
     return connect(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+
+@pytest.fixture
+def backend(tmp_path: Path, kafka_broker: LocalKafka, namespace: str) -> Iterator[Backend]:
+    """The whole backend in this process, on the session's broker, with topics of its own."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        grpc_address="127.0.0.1:0",
+        kafka_bootstrap=kafka_broker.bootstrap,
+        topic_namespace=namespace,
+        consumer_group=f"{namespace}projector",
+        topic_partitions=3,
+        grpc_workers=80,
+    )
+    with Backend(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def client(backend: Backend, connect: type[Client]) -> Client:
+    return client_for(connect, backend.grpc_port)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -23,35 +21,12 @@ from protos.retail.v1 import (
     order_pb2_grpc,
     pos_pb2,
 )
-from services.config import Settings
-from services.localkafka import LocalKafka
-from services.runtime import Backend
-from tests.e2e.conftest import Client, client_for
+from tests.e2e.conftest import Client
 
 pytestmark = pytest.mark.kafka
 
 FLAGSHIP, STORE, POPUP, WAREHOUSE = "ONLINE-FLAGSHIP", "STORE-BJ-0001", "POPUP-SH-EXPO", "WH-NORTH"
 LIMITED = "LTD-HOURGLASS-01"
-
-
-@pytest.fixture
-def backend(tmp_path: Path, kafka_broker: LocalKafka, namespace: str) -> Iterator[Backend]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        grpc_address="127.0.0.1:0",
-        kafka_bootstrap=kafka_broker.bootstrap,
-        topic_namespace=namespace,
-        consumer_group=f"{namespace}projector",
-        topic_partitions=3,
-        grpc_workers=80,
-    )
-    with Backend(settings) as running:
-        yield running
-
-
-@pytest.fixture
-def client(backend: Backend, connect: type[Client]) -> Client:
-    return client_for(connect, backend.grpc_port)
 
 
 def orders(client: Client) -> order_pb2_grpc.OrderServiceStub:

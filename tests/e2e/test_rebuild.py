@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,10 @@ from projections.queries import ProgressQueries
 from projections.rebuild import differences, rebuild
 from services.application import SaleLineInput
 from services.bus import topic_names
-from services.config import Settings
 from services.localkafka import LocalKafka
 from services.runtime import Backend
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def backend(tmp_path: Path, kafka_broker: LocalKafka, namespace: str) -> Iterator[Backend]:
-    settings = Settings(
-        data_dir=tmp_path / "data", grpc_address="127.0.0.1:0",
-        kafka_bootstrap=kafka_broker.bootstrap, topic_namespace=namespace,
-        consumer_group=f"{namespace}projector", topic_partitions=3,
-    )  # fmt: skip
-    with Backend(settings) as running:
-        yield running
 
 
 def test_a_rebuild_from_the_start_of_the_topics_equals_the_live_views(

@@ -107,3 +107,21 @@ def test_write_side_bookkeeping_stays_off_kafka_and_everything_else_is_mapped(
         "campaign_started", "campaign_ended", "reservation_placed", "reservation_settled",
         "shift_opened", "shift_closed", "transfer_dispatched", "transfer_received",
     } <= payloads  # fmt: skip
+
+
+def test_every_event_of_a_published_stream_is_published_so_readers_see_no_false_gap(
+    app: RetailApp,
+) -> None:
+    app.register_location("POPUP-9", LocationKind.POPUP, "P9", "Xi'an", "Yanta")
+    app.receive_stock("TINA-30", "POPUP-9", 2, "DN")
+    app.open_popup("POPUP-9")
+    app.record_sale("T-9", "S-1", "POPUP-9", "", None, [SaleLineInput("TINA-30", 1)], [])
+    app.dispatch_transfer("TR-9", "POPUP-9", "STORE-1", {"TINA-30": 1})
+    app.start_closing_popup("POPUP-9")
+    app.close_popup("POPUP-9", {})
+    versions: dict[str, list[int]] = {}
+    for outgoing in published(app):
+        envelope = outgoing.envelope
+        versions.setdefault(envelope.stream_id, []).append(envelope.stream_version)
+    for stream, seen in versions.items():
+        assert seen == list(range(1, len(seen) + 1)), stream
