@@ -17,7 +17,13 @@ from domain.errors import (
     ReservationExpiredError,
 )
 from domain.ids import stream_id
-from domain.values import CampaignKind, ReservationStatus, require_code, require_positive
+from domain.values import (
+    CampaignKind,
+    Money,
+    ReservationStatus,
+    require_code,
+    require_positive,
+)
 
 RESERVATION_PLACED = "retail.Reservation.Placed"
 RESERVATION_CONFIRMED = "retail.Reservation.Confirmed"
@@ -241,9 +247,19 @@ class FlashOrder(Aggregate):
 
     @event("Bought", topic=FLASH_BOUGHT)
     def __init__(
-        self, order_id: str, sku: str, location: str, member: str, quantity: int, campaign: str
+        self,
+        order_id: str,
+        sku: str,
+        location: str,
+        member: str,
+        quantity: int,
+        campaign: str,
+        unit_price: Money,
+        tax_rate_bp: int,
     ) -> None:
         self.order_id = order_id
+        self.unit_price = unit_price
+        self.tax_rate_bp = tax_rate_bp
         self.sku = sku
         self.location = location
         self.member = member

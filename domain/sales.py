@@ -31,6 +31,8 @@ class SaleLine:
     quantity: int
     unit_price: Money
     discount: Money
+    # VAT included in the price, in basis points, as the SKU had it when sold.
+    tax_rate_bp: int = 0
 
     @property
     def total(self) -> Money:
@@ -41,6 +43,8 @@ class SaleLine:
 class Payment:
     method: PaymentMethod
     amount: Money
+    # The payment provider's transaction reference (empty for cash), matched at settlement.
+    reference: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class ReturnLine:
     sku: str
     quantity: int
     refund: Money
+    tax_rate_bp: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,7 @@ class PosSale(Aggregate):
         *,
         damaged: bool,
         occurred_at: datetime,
+        shift_id: str = "",
     ) -> list[ReturnLine]:
         """Takes back some or all of what was sold; the refund is each SKU's net price share.
 
@@ -176,7 +182,8 @@ class PosSale(Aggregate):
                 raise ReturnExceedsSaleError(sku, units - before, quantity)
             after = before + quantity
             refund = net.minor_units * after // units - net.minor_units * before // units
-            lines.append(ReturnLine(sku, quantity, Money(refund, net.currency)))
+            rate = next((line.tax_rate_bp for line in self.lines if line.sku == sku), 0)
+            lines.append(ReturnLine(sku, quantity, Money(refund, net.currency), rate))
         total = Money.zero(self.total.currency)
         for line in lines:
             total = total.plus(line.refund)
@@ -197,6 +204,7 @@ class PosSale(Aggregate):
             refunds=list(refunds),
             damaged=damaged,
             occurred_at=occurred_at,
+            shift_id=shift_id,
         )
         return lines
 
@@ -211,6 +219,7 @@ class PosSale(Aggregate):
         refunds: list[Payment],
         damaged: bool,
         occurred_at: datetime,
+        shift_id: str,
     ) -> None:
         self.returns[return_id] = list(lines)
 

@@ -6,9 +6,11 @@ is the same as applying each in turn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from protos.retail.v1 import common_pb2, events_pb2
 
@@ -43,7 +45,6 @@ class Row:
 
 def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
     kind = envelope.WhichOneof("payload")
-    position = envelope.position
     if kind == "stock_moved":
         moved = envelope.stock_moved
         return [_stock(moved.sku, moved.location, moved.levels, envelope)]
@@ -56,19 +57,6 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
         return [
             Row("location_view", (changed.location,),
                 {"location": changed.location, "status": changed.status}, partial=True)
-        ]  # fmt: skip
-    if kind == "sale_returned":
-        returned = envelope.sale_returned
-        return [
-            Row("sale_return_view", (returned.sale_id, returned.return_id), {
-                "sale_id": returned.sale_id, "return_id": returned.return_id,
-                "location": returned.location,
-                "units": sum(line.quantity for line in returned.lines),
-                "refund_minor": returned.refund_total.minor_units,
-                "currency": returned.refund_total.currency, "damaged": returned.damaged,
-                "occurred_at": envelope.occurred_at.ToDatetime(tzinfo=UTC),
-                "position": position,
-            })
         ]  # fmt: skip
     if kind == "sku_registered":
         sku = envelope.sku_registered
@@ -88,18 +76,8 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
                 "status": "planned" if kind_name == "popup" else "open",
             })
         ]  # fmt: skip
-    if kind == "sale_recorded":
-        sale = envelope.sale_recorded
-        return [
-            Row("sale_view", (sale.sale_id,), {
-                "sale_id": sale.sale_id, "terminal": sale.terminal,
-                "client_sale_id": sale.client_sale_id, "location": sale.location,
-                "total_minor": sale.total.minor_units, "currency": sale.total.currency,
-                "units": sum(line.quantity for line in sale.lines),
-                "occurred_at": envelope.occurred_at.ToDatetime(tzinfo=UTC),
-                "position": position,
-            })
-        ]  # fmt: skip
+    if kind in FINANCE_BUILDERS:
+        return FINANCE_BUILDERS[kind](envelope)
     if kind in NO_VIEW_YET:
         return []
     raise UnknownEventError(f"no view applies event type {envelope.event_type!r} ({kind})")
@@ -109,11 +87,40 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
 # stream versions are still tracked.
 NO_VIEW_YET = frozenset(
     {
-        "shift_opened", "shift_closed", "transfer_dispatched", "transfer_received",
+        "transfer_dispatched", "transfer_received",
         "reservation_placed", "reservation_settled", "campaign_started", "campaign_ended",
-        "flash_order_confirmed", "sku_stocked", "stock_sealed",
+        "sku_stocked", "stock_sealed",
     }
 )  # fmt: skip
+
+
+def _sale_view(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    sale, position = envelope.sale_recorded, envelope.position
+    return [
+        Row("sale_view", (sale.sale_id,), {
+            "sale_id": sale.sale_id, "terminal": sale.terminal,
+            "client_sale_id": sale.client_sale_id, "location": sale.location,
+            "total_minor": sale.total.minor_units, "currency": sale.total.currency,
+            "units": sum(line.quantity for line in sale.lines),
+            "occurred_at": envelope.occurred_at.ToDatetime(tzinfo=UTC),
+            "position": position,
+        })
+    ]  # fmt: skip
+
+
+def _return_view(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    returned, position = envelope.sale_returned, envelope.position
+    return [
+        Row("sale_return_view", (returned.sale_id, returned.return_id), {
+            "sale_id": returned.sale_id, "return_id": returned.return_id,
+            "location": returned.location,
+            "units": sum(line.quantity for line in returned.lines),
+            "refund_minor": returned.refund_total.minor_units,
+            "currency": returned.refund_total.currency, "damaged": returned.damaged,
+            "occurred_at": envelope.occurred_at.ToDatetime(tzinfo=UTC),
+            "position": position,
+        })
+    ]  # fmt: skip
 
 
 def _stock(
@@ -136,3 +143,162 @@ def _stock(
             "updated_at": envelope.recorded_at.ToDatetime(tzinfo=UTC),
         },
     )
+
+
+# Sales and finance facts. A business day and an hour are in Asia/Shanghai, where the
+# retailer reports; instants stay UTC.
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+PAYMENT_NAMES = {
+    common_pb2.PAYMENT_METHOD_CASH: "cash",
+    common_pb2.PAYMENT_METHOD_ALIPAY: "alipay",
+    common_pb2.PAYMENT_METHOD_WECHAT_PAY: "wechat_pay",
+    common_pb2.PAYMENT_METHOD_BANK_CARD: "bank_card",
+}
+
+
+def tax_included(amount: int, rate_bp: int) -> int:
+    """The VAT inside a VAT-inclusive amount, rounded half away from zero to the fen."""
+    if not rate_bp:
+        return 0
+    numerator, denominator = abs(amount) * rate_bp, 10_000 + rate_bp
+    tax = (2 * numerator + denominator) // (2 * denominator)
+    return tax if amount >= 0 else -tax
+
+
+def local_day_and_hour(moment: datetime) -> tuple[str, str]:
+    local = moment.astimezone(SHANGHAI)
+    return local.date().isoformat(), local.strftime("%Y-%m-%dT%H")
+
+
+def _fact(
+    envelope: events_pb2.EventEnvelope, index: int, kind: str, sale_id: str, location: str,
+    terminal: str, shift: str, sku: str, campaign: str, units: int, gross: int, discount: int,
+    rate_bp: int, currency: str, late: bool,
+) -> Row:  # fmt: skip
+    occurred = envelope.occurred_at.ToDatetime(tzinfo=UTC)
+    day, hour = local_day_and_hour(occurred)
+    net = gross - discount
+    return Row("sales_fact", (f"{envelope.event_id}/{index}",), {
+        "id": f"{envelope.event_id}/{index}", "kind": kind, "sale_id": sale_id,
+        "location": location, "channel": CHANNEL_NAMES.get(envelope.source.channel, ""),
+        "district": envelope.source.district, "terminal": terminal, "shift_id": shift,
+        "sku": sku, "campaign": campaign, "units": units, "gross_minor": gross,
+        "discount_minor": discount, "net_minor": net, "tax_minor": tax_included(net, rate_bp),
+        "currency": currency, "occurred_at": occurred, "business_day": day, "local_hour": hour,
+        "late": late, "position": envelope.position,
+    })  # fmt: skip
+
+
+def _payment(
+    envelope: events_pb2.EventEnvelope, index: int, sale_id: str, location: str, terminal: str,
+    shift: str, payment: events_pb2.Payment, sign: int,
+) -> Row:  # fmt: skip
+    day, _ = local_day_and_hour(envelope.occurred_at.ToDatetime(tzinfo=UTC))
+    key = f"{envelope.event_id}/p{index}"
+    return Row("payment_fact", (key,), {
+        "id": key, "sale_id": sale_id, "location": location, "terminal": terminal,
+        "shift_id": shift, "method": PAYMENT_NAMES.get(payment.method, ""),
+        "amount_minor": sign * payment.amount.minor_units, "currency": payment.amount.currency,
+        "reference": payment.reference, "business_day": day, "position": envelope.position,
+    })  # fmt: skip
+
+
+def _sale_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    sale = envelope.sale_recorded
+    rows = [
+        _fact(envelope, i, "sale", sale.sale_id, sale.location, sale.terminal, sale.shift_id,
+              line.sku, "", line.quantity, line.unit_price.minor_units * line.quantity,
+              line.discount.minor_units, line.tax_rate_bp, line.unit_price.currency, sale.late)
+        for i, line in enumerate(sale.lines)
+    ]  # fmt: skip
+    rows += [
+        _payment(envelope, i, sale.sale_id, sale.location, sale.terminal, sale.shift_id, p, 1)
+        for i, p in enumerate(sale.payments)
+    ]
+    return rows
+
+
+def _return_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    returned = envelope.sale_returned
+    rows = [
+        _fact(envelope, i, "return", returned.sale_id, returned.location, returned.terminal,
+              returned.shift_id, line.sku, "", -line.quantity, -line.refund.minor_units, 0,
+              line.tax_rate_bp, line.refund.currency, False)
+        for i, line in enumerate(returned.lines)
+    ]  # fmt: skip
+    rows += [
+        _payment(
+            envelope,
+            i,
+            returned.sale_id,
+            returned.location,
+            returned.terminal,
+            returned.shift_id,
+            p,
+            -1,
+        )
+        for i, p in enumerate(returned.refunds)
+    ]
+    return rows
+
+
+def _online_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    order = envelope.flash_order_confirmed
+    return [
+        _fact(envelope, 0, "online", order.order_id, order.location, "", "", order.sku,
+              order.campaign, order.quantity, order.unit_price.minor_units * order.quantity, 0,
+              order.tax_rate_bp, order.unit_price.currency, False)
+    ]  # fmt: skip
+
+
+def _shift_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    if envelope.HasField("shift_opened"):
+        opened = envelope.shift_opened
+        return [Row("shift_view", (opened.terminal, opened.shift_id), {
+            "terminal": opened.terminal, "shift_id": opened.shift_id, "location": opened.location,
+            "cash_float_minor": opened.cash_float.minor_units,
+            "currency": opened.cash_float.currency, "closed": False, "counted_cash_minor": 0,
+            "z_report": "",
+        })]  # fmt: skip
+    closed = envelope.shift_closed
+    z_report = ";".join(
+        f"{PAYMENT_NAMES.get(t.method, '')}={t.amount.minor_units}" for t in closed.z_report
+    )
+    return [Row("shift_view", (closed.terminal, closed.shift_id), {
+        "terminal": closed.terminal, "shift_id": closed.shift_id, "closed": True,
+        "counted_cash_minor": closed.counted_cash.minor_units, "z_report": z_report,
+    }, partial=True)]  # fmt: skip
+
+
+def _day_closed(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    closed = envelope.business_day_closed
+    return [Row("day_close_view", (closed.location, closed.business_day), {
+        "location": closed.location, "business_day": closed.business_day,
+        "position": envelope.position,
+    })]  # fmt: skip
+
+
+def _settlement_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    imported = envelope.settlement_imported
+    rows = []
+    for line in imported.lines:
+        settled = line.settled_at.ToDatetime(tzinfo=UTC)
+        rows.append(Row("settlement_line_view", (line.reference,), {
+            "reference": line.reference, "batch_id": imported.batch_id,
+            "method": PAYMENT_NAMES.get(line.method, ""), "amount_minor": line.amount.minor_units,
+            "currency": line.amount.currency, "settled_at": settled,
+            "business_day": local_day_and_hour(settled)[0],
+        }))  # fmt: skip
+    return rows
+
+
+FINANCE_BUILDERS: dict[str, Callable[[events_pb2.EventEnvelope], list[Row]]] = {
+    "sale_recorded": lambda e: [*_sale_view(e), *_sale_facts(e)],
+    "sale_returned": lambda e: [*_return_view(e), *_return_facts(e)],
+    "flash_order_confirmed": _online_facts,
+    "shift_opened": _shift_rows,
+    "shift_closed": _shift_rows,
+    "business_day_closed": _day_closed,
+    "settlement_imported": _settlement_rows,
+}

@@ -83,6 +83,93 @@ class SaleReturnView(Base):
     position: Mapped[int] = mapped_column(BigInteger)
 
 
+class SalesFact(Base):
+    """One row per sold or returned line, signed: a return's units and money are negative."""
+
+    __tablename__ = "sales_fact"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # event id + line
+    kind: Mapped[str] = mapped_column(String(16))  # sale, return, online
+    sale_id: Mapped[str] = mapped_column(String(64), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    district: Mapped[str] = mapped_column(String(100))
+    terminal: Mapped[str] = mapped_column(String(64))
+    shift_id: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    campaign: Mapped[str] = mapped_column(String(64))
+    units: Mapped[int] = mapped_column(BigInteger)
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    discount_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    business_day: Mapped[str] = mapped_column(String(10))  # Asia/Shanghai
+    local_hour: Mapped[str] = mapped_column(String(13))  # Asia/Shanghai, 2026-02-06T14
+    late: Mapped[bool] = mapped_column(default=False)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_sales_fact_day", "location", "business_day"),
+        Index("ix_sales_fact_hour", "local_hour"),
+    )
+
+
+class PaymentFact(Base):
+    """A payment taken (positive) or refunded (negative) at a till."""
+
+    __tablename__ = "payment_fact"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    sale_id: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(64))
+    terminal: Mapped[str] = mapped_column(String(64))
+    shift_id: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reference: Mapped[str] = mapped_column(String(64), index=True)
+    business_day: Mapped[str] = mapped_column(String(10))
+    position: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_payment_fact_day", "location", "business_day"),)
+
+
+class ShiftView(Base):
+    __tablename__ = "shift_view"
+
+    terminal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shift_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    location: Mapped[str] = mapped_column(String(64))
+    cash_float_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    closed: Mapped[bool] = mapped_column(default=False)
+    counted_cash_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The Z-report: "method=amount" pairs joined by ";" (methods are a closed set).
+    z_report: Mapped[str] = mapped_column(String(200), default="")
+
+
+class DayCloseView(Base):
+    __tablename__ = "day_close_view"
+
+    location: Mapped[str] = mapped_column(String(64), primary_key=True)
+    business_day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class SettlementLineView(Base):
+    __tablename__ = "settlement_line_view"
+
+    reference: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    settled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    business_day: Mapped[str] = mapped_column(String(10), index=True)
+
+
 class AppliedStream(Base):
     """The last version applied per stream: how a redelivered event is recognised and dropped."""
 

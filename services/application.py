@@ -34,6 +34,7 @@ from domain.errors import (
     UnknownSkuError,
     UnknownTransferError,
 )
+from domain.finance import BusinessDay, SettlementBatch, SettlementLine
 from domain.online import (
     RESERVATION_CONFIRMED,
     RESERVATION_PLACED,
@@ -455,9 +456,12 @@ class RetailApp(Application[UUID]):
                         f"return {return_id!r} of this sale was posted with different lines"
                     )
                 return self._return_receipt(sale, return_id, lines, self._head(), replayed=True)
+            till = self._find(Terminal, Terminal.create_id(terminal))
             lines = sale.return_goods(
-                return_id, items, refunds, damaged=damaged, occurred_at=occurred_at or self.clock()
-            )
+                return_id, items, refunds, damaged=damaged,
+                occurred_at=occurred_at or self.clock(),
+                shift_id=till.open_shift if till is not None else "",
+            )  # fmt: skip
             stock = _Items(self, sale.location)
             for line in lines:
                 stock.get(line.sku).take_back(line.quantity, sale.id, damaged=damaged)
@@ -514,6 +518,34 @@ class RetailApp(Application[UUID]):
             shift.close(z_report, counted_cash, now)
             till.end_shift(shift_id, now)
             return shift, self._save(shift, till)
+
+        return self._with_retries(attempt)
+
+    # Finance
+
+    def close_business_day(self, location: str, day: str) -> int:
+        """Closes a location's business day; later sales for it become visible adjustments."""
+        self.get_location(location)
+
+        def attempt() -> int:
+            existing = self._find(BusinessDay, BusinessDay.create_id(location, day))
+            if existing is not None:
+                return self._head()  # closed already: a retry
+            return self._save(BusinessDay.close(location, day, self.clock()))
+
+        return self._with_retries(attempt)
+
+    def import_settlement(self, batch: str, provider: str, lines: list[SettlementLine]) -> int:
+        """Records a payment provider's settlement file; the same file again changes nothing."""
+
+        def attempt() -> int:
+            existing = self._find(
+                SettlementBatch, SettlementBatch.create_id(require_code("batch_id", batch))
+            )
+            if existing is not None:
+                existing.check_same(provider, lines)
+                return self._head()
+            return self._save(SettlementBatch.take(batch, provider, lines))
 
         return self._with_retries(attempt)
 
@@ -743,7 +775,11 @@ class RetailApp(Application[UUID]):
             price = line.unit_price or sku.list_price
             priced.append(
                 SaleLine(
-                    line.sku, line.quantity, price, line.discount or Money.zero(price.currency)
+                    line.sku,
+                    line.quantity,
+                    price,
+                    line.discount or Money.zero(price.currency),
+                    sku.terms.tax_rate_bp,
                 )
             )
         return priced

@@ -23,6 +23,7 @@ from domain.catalog import (
     POPUP_OPENED,
     SKU_REGISTERED,
 )
+from domain.finance import DAY_CLOSED, SETTLEMENT_IMPORTED
 from domain.ids import NAMESPACE
 from domain.online import (
     CAMPAIGN_ENDED,
@@ -227,11 +228,14 @@ def _sale_recorded(
     for line in event.lines:
         recorded.lines.add(
             sku=line.sku, quantity=line.quantity, unit_price=money(line.unit_price),
-            discount=money(line.discount),
+            discount=money(line.discount), tax_rate_bp=line.tax_rate_bp,
         )  # fmt: skip
         total = line.total if total is None else total.plus(line.total)
     for payment in event.payments:
-        recorded.payments.add(method=PAYMENT_TO_PROTO[payment.method], amount=money(payment.amount))
+        recorded.payments.add(
+            method=PAYMENT_TO_PROTO[payment.method], amount=money(payment.amount),
+            reference=payment.reference,
+        )  # fmt: skip
     if total is not None:
         recorded.total.CopyFrom(money(total))
     return SALES_TOPIC, str(event.originator_id)
@@ -248,12 +252,22 @@ def _sale_returned(
     returned.location, returned.return_id, returned.damaged = (
         event.location, event.return_id, event.damaged,
     )  # fmt: skip
+    returned.shift_id = event.shift_id
     total = None
     for line in event.lines:
-        returned.lines.add(sku=line.sku, quantity=line.quantity, refund=money(line.refund))
+        returned.lines.add(
+            sku=line.sku,
+            quantity=line.quantity,
+            refund=money(line.refund),
+            tax_rate_bp=line.tax_rate_bp,
+        )
         total = line.refund if total is None else total.plus(line.refund)
     for refund in event.refunds:
-        returned.refunds.add(method=PAYMENT_TO_PROTO[refund.method], amount=money(refund.amount))
+        returned.refunds.add(
+            method=PAYMENT_TO_PROTO[refund.method],
+            amount=money(refund.amount),
+            reference=refund.reference,
+        )
     if total is not None:
         returned.refund_total.CopyFrom(money(total))
     return SALES_TOPIC, str(event.originator_id)
@@ -358,7 +372,8 @@ def _flash_bought(
     envelope.flash_order_confirmed.CopyFrom(
         events_pb2.FlashOrderConfirmed(
             order_id=event.order_id, sku=event.sku, location=event.location, member=event.member,
-            quantity=event.quantity, campaign=event.campaign,
+            quantity=event.quantity, campaign=event.campaign, unit_price=money(event.unit_price),
+            tax_rate_bp=event.tax_rate_bp,
         )
     )  # fmt: skip
     return ORDERS_TOPIC, event.order_id
@@ -380,7 +395,32 @@ def _stock_sealed(
     return STOCK_TOPIC, event.sku
 
 
+def _day_closed(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    envelope.business_day_closed.CopyFrom(
+        events_pb2.BusinessDayClosed(location=event.location, business_day=event.day)
+    )
+    return SALES_TOPIC, f"day/{event.location}/{event.day}"
+
+
+def _settlement(
+    event: Any, envelope: events_pb2.EventEnvelope, _: LocationLookup
+) -> tuple[str, str]:
+    imported = envelope.settlement_imported
+    imported.batch_id, imported.provider = event.batch, event.provider
+    for line in event.lines:
+        imported.lines.add(
+            reference=line.reference, method=PAYMENT_TO_PROTO[line.method],
+            amount=money(line.amount), settled_at=timestamp(line.settled_at),
+        )  # fmt: skip
+    return SALES_TOPIC, f"settlement/{event.batch}"
+
+
 _MAPPERS: dict[str, Mapper] = {
+    DAY_CLOSED: _day_closed,
+    SETTLEMENT_IMPORTED: _settlement,
     LOCATION_STOCKED: _sku_stocked,
     STOCK_SEALED: _stock_sealed,
     SHIFT_OPENED: _shift_opened,

@@ -202,7 +202,8 @@ class FlashDesk:
                     FlashOrder(
                         order_id=purchase.order_id, sku=self.sku, location=self.location,
                         member=purchase.member, quantity=purchase.quantity,
-                        campaign=purchase.campaign,
+                        campaign=purchase.campaign, unit_price=sku.list_price,
+                        tax_rate_bp=sku.terms.tax_rate_bp,
                     )
                 )  # fmt: skip
             decided[purchase.order_id] = (outcome, purchase)

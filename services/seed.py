@@ -12,20 +12,25 @@ from services.application import RetailApp
 log = logging.getLogger(__name__)
 
 MASCOTS = "Milano Cortina 2026 mascots"
-LIMITED = SkuTerms(limited_edition=True)
+VAT = 1300  # 13 % VAT, included in list prices
+STANDARD = SkuTerms(tax_rate_bp=VAT)
+LIMITED = SkuTerms(tax_rate_bp=VAT, limited_edition=True)
 
 DEMO_SKUS = (
-    ("MC26-TINA-PLUSH-30", "Tina plush toy 30 cm", MASCOTS, 12800, SkuTerms()),
-    ("MC26-MILO-PLUSH-30", "Milo plush toy 30 cm", MASCOTS, 12800, SkuTerms()),
-    ("MC26-TINA-KEYCHAIN", "Tina keychain", MASCOTS, 3900, SkuTerms()),
-    ("MC26-MILO-FIGURINE", "Milo figurine", MASCOTS, 6900, SkuTerms()),
-    ("JW-SNOWFLAKE-PENDANT", "Snowflake silver pendant", "Winter jewellery", 59900, SkuTerms()),
+    ("MC26-TINA-PLUSH-30", "Tina plush toy 30 cm", MASCOTS, 12800, STANDARD),
+    ("MC26-MILO-PLUSH-30", "Milo plush toy 30 cm", MASCOTS, 12800, STANDARD),
+    ("MC26-TINA-KEYCHAIN", "Tina keychain", MASCOTS, 3900, STANDARD),
+    ("MC26-MILO-FIGURINE", "Milo figurine", MASCOTS, 6900, STANDARD),
+    ("JW-SNOWFLAKE-PENDANT", "Snowflake silver pendant", "Winter jewellery", 59900, STANDARD),
     ("LTD-HOURGLASS-01", "Limited edition hourglass", "Limited", 29900, LIMITED),
     (
         "LTD-TINA-GOLD-PLUSH", "Tina gold-thread plush, numbered", "Limited", 49900,
-        SkuTerms(limited_edition=True, member_limit=2),
+        SkuTerms(tax_rate_bp=VAT, limited_edition=True, member_limit=2),
     ),
-    ("CLUB-PIN-2026", "Members' club pin 2026", "Members", 5900, SkuTerms(member_only=True)),
+    (
+        "CLUB-PIN-2026", "Members' club pin 2026", "Members", 5900,
+        SkuTerms(tax_rate_bp=VAT, member_only=True),
+    ),
 )  # fmt: skip
 
 DEMO_LOCATIONS = (

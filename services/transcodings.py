@@ -6,6 +6,7 @@ from typing import Any
 
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
+from domain.finance import SettlementLine
 from domain.online import ReservedLine
 from domain.sales import Payment, ReturnLine, SaleLine
 from domain.shifts import ZTotal
@@ -28,10 +29,13 @@ class SaleLineAsDict(Transcoding):
     name = "sale_line"
 
     def encode(self, obj: SaleLine) -> dict[str, Any]:
-        return {"sku": obj.sku, "q": obj.quantity, "p": obj.unit_price, "d": obj.discount}
+        return {
+            "sku": obj.sku, "q": obj.quantity, "p": obj.unit_price, "d": obj.discount,
+            "t": obj.tax_rate_bp,
+        }  # fmt: skip
 
     def decode(self, data: dict[str, Any]) -> SaleLine:
-        return SaleLine(data["sku"], int(data["q"]), data["p"], data["d"])
+        return SaleLine(data["sku"], int(data["q"]), data["p"], data["d"], int(data.get("t", 0)))
 
 
 class PaymentAsDict(Transcoding):
@@ -39,10 +43,10 @@ class PaymentAsDict(Transcoding):
     name = "payment"
 
     def encode(self, obj: Payment) -> dict[str, Any]:
-        return {"m": obj.method.value, "a": obj.amount}
+        return {"m": obj.method.value, "a": obj.amount, "r": obj.reference}
 
     def decode(self, data: dict[str, Any]) -> Payment:
-        return Payment(PaymentMethod(data["m"]), data["a"])
+        return Payment(PaymentMethod(data["m"]), data["a"], data.get("r", ""))
 
 
 class ReturnLineAsDict(Transcoding):
@@ -50,10 +54,10 @@ class ReturnLineAsDict(Transcoding):
     name = "return_line"
 
     def encode(self, obj: ReturnLine) -> dict[str, Any]:
-        return {"sku": obj.sku, "q": obj.quantity, "r": obj.refund}
+        return {"sku": obj.sku, "q": obj.quantity, "r": obj.refund, "t": obj.tax_rate_bp}
 
     def decode(self, data: dict[str, Any]) -> ReturnLine:
-        return ReturnLine(data["sku"], int(data["q"]), data["r"])
+        return ReturnLine(data["sku"], int(data["q"]), data["r"], int(data.get("t", 0)))
 
 
 class ReservedLineAsDict(Transcoding):
@@ -78,9 +82,20 @@ class ZTotalAsDict(Transcoding):
         return ZTotal(PaymentMethod(data["m"]), data["a"])
 
 
+class SettlementLineAsDict(Transcoding):
+    type = SettlementLine
+    name = "settlement_line"
+
+    def encode(self, obj: SettlementLine) -> dict[str, Any]:
+        return {"r": obj.reference, "m": obj.method.value, "a": obj.amount, "t": obj.settled_at}
+
+    def decode(self, data: dict[str, Any]) -> SettlementLine:
+        return SettlementLine(data["r"], PaymentMethod(data["m"]), data["a"], data["t"])
+
+
 def register_domain_transcodings(transcoder: JSONTranscoder) -> None:
     for transcoding in (
         MoneyAsDict(), SaleLineAsDict(), PaymentAsDict(), ReturnLineAsDict(),
-        ReservedLineAsDict(), ZTotalAsDict(),
+        ReservedLineAsDict(), ZTotalAsDict(), SettlementLineAsDict(),
     ):  # fmt: skip
         transcoder.register(transcoding)

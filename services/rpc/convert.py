@@ -92,6 +92,7 @@ def payments_in(payments: Iterable[pos_pb2.PaymentInput]) -> list[Payment]:
         Payment(
             payment_method_in(f"payments[{index}].method", payment.method),
             money_in(f"payments[{index}].amount", payment.amount),
+            payment.reference.strip(),
         )
         for index, payment in enumerate(payments)
     ]

@@ -9,10 +9,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from projections.finance import FinanceQueries, SalesQueries
 from projections.queries import ProgressQueries, StockQueries
 from protos.retail.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
+    finance_pb2,
+    finance_pb2_grpc,
     inventory_pb2,
     inventory_pb2_grpc,
     location_pb2,
@@ -21,12 +24,15 @@ from protos.retail.v1 import (
     order_pb2_grpc,
     pos_pb2,
     pos_pb2_grpc,
+    sales_pb2,
+    sales_pb2_grpc,
     stock_pb2,
     stock_pb2_grpc,
 )
 from services.application import RetailApp
 from services.flash import FlashSales
 from services.rpc.errors import ErrorMappingInterceptor
+from services.rpc.reports import FinanceServicer, SalesServicer
 from services.rpc.servicers import (
     CatalogServicer,
     InventoryServicer,
@@ -43,6 +49,8 @@ SERVICE_NAMES = (
     order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
     stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
+    sales_pb2.DESCRIPTOR.services_by_name["SalesService"].full_name,
+    finance_pb2.DESCRIPTOR.services_by_name["FinanceService"].full_name,
 )
 
 
@@ -86,6 +94,12 @@ def create_server(
     order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app, flash), server)
     pos_pb2_grpc.add_PosServiceServicer_to_server(PosServicer(app), server)
     stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(queries, progress, app), server)
+    sales_pb2_grpc.add_SalesServiceServicer_to_server(
+        SalesServicer(SalesQueries(queries.engine), progress), server
+    )
+    finance_pb2_grpc.add_FinanceServiceServicer_to_server(
+        FinanceServicer(app, FinanceQueries(queries.engine), progress), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

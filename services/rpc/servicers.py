@@ -423,7 +423,7 @@ MAX_WAIT = 10.0
 WATCH_POLL = 0.1
 
 
-def _wait_budget(context: grpc.ServicerContext) -> float:
+def wait_budget(context: grpc.ServicerContext) -> float:
     remaining = context.time_remaining()
     return MAX_WAIT if remaining is None else min(max(remaining - 0.05, 0.0), MAX_WAIT)
 
@@ -477,7 +477,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
 
     def _reached(self, min_position: int, context: grpc.ServicerContext) -> int:
         if min_position:
-            return self.progress.wait_for(min_position, _wait_budget(context))
+            return self.progress.wait_for(min_position, wait_budget(context))
         return self.progress.view_position()
 
     def GetStock(
