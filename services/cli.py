@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
 import typer
+from sqlalchemy.engine import URL
 
 from services.config import Settings, SettingsError
 from services.localkafka import BrokerError
@@ -156,7 +159,38 @@ def rebuild(
 ) -> None:
     """Replays every event topic from the start into fresh tables, then switches over.
 
-    Run it with the projector stopped (the rebuilt file replaces the live one)."""
+    Run it with the backend stopped (the rebuilt file replaces the live one); in the embedded
+    mode it starts the local broker itself. With --no-swap it may run beside a live backend."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    from services.localkafka import LocalKafka  # noqa: PLC0415
+
+    settings = _settings_or_exit()
+    live_url = make_url(settings.views_database_url)
+    if not target:
+        if live_url.get_backend_name() != "sqlite" or not live_url.database:
+            typer.echo("error: give --target for views that are not a SQLite file", err=True)
+            raise typer.Exit(2)
+        target = f"sqlite:///{live_url.database}.rebuild"
+    with contextlib.ExitStack() as stack:
+        if not settings.kafka_bootstrap and not _port_open(settings.kafka_port):
+            stack.enter_context(
+                LocalKafka(
+                    settings.data_dir / "kafka",
+                    port=settings.kafka_port,
+                    controller_port=settings.kafka_controller_port,
+                )
+            )
+        _rebuild(settings, target, live_url, swap=swap, compare=compare)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _rebuild(settings: Settings, target: str, live_url: URL, *, swap: bool, compare: bool) -> None:
     import os  # noqa: PLC0415
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
@@ -167,13 +201,6 @@ def rebuild(
     from projections.rebuild import rebuild as replay  # noqa: PLC0415
     from services.bus import topic_names  # noqa: PLC0415
 
-    settings = _settings_or_exit()
-    live_url = make_url(settings.views_database_url)
-    if not target:
-        if live_url.get_backend_name() != "sqlite" or not live_url.database:
-            typer.echo("error: give --target for views that are not a SQLite file", err=True)
-            raise typer.Exit(2)
-        target = f"sqlite:///{live_url.database}.rebuild"
     engine = make_engine(target)
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -514,7 +514,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         limit = request.limit or 10
         if not 1 <= limit <= 100:
             raise InvalidValueError("limit", "must be between 1 and 100")
-        reached = self.progress.view_position()
+        reached = self._reached(request.min_position, context)
         places = self.queries.nearby(
             request.sku, request.city.strip(), request.district.strip(),
             request.min_available or 1, limit,
@@ -538,7 +538,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             district=request.district, low_stock_below=request.low_stock_below,
             negative_only=request.negative_only,
         )  # fmt: skip
-        reached = self.progress.view_position()
+        reached = self._reached(request.min_position, context)
         rows, after = self.queries.page(where, size, _page_key(request.page_token))
         response = stock_pb2.ListStockResponse(
             next_page_token=_page_token(after), view_position=reached
