@@ -188,3 +188,37 @@ def test_a_restarted_projector_resumes_from_the_offsets_stored_with_its_rows(
         second.close()
     assert second.stats.duplicates == 0
     assert on_hand(engine, "TINA-30", "POPUP-1") == 6
+
+
+def test_two_projectors_in_one_group_share_the_partitions_and_build_one_view(
+    app: RetailApp, kafka_broker: LocalKafka, namespace: str, topics: list[str], engine: Engine
+) -> None:
+    for n in range(30):
+        app.receive_stock("TINA-30", "STORE-1" if n % 2 else "POPUP-1", 1, f"DN-{n}")
+    relay = relay_for(app, kafka_broker, namespace)
+    while relay.run_once():
+        pass
+    relay.producer.close()
+    group = f"{namespace}shared"
+    first = make_projector(kafka_broker, engine, topics, group)
+    second = make_projector(kafka_broker, engine, topics, group)
+    try:
+        deadline = time.monotonic() + 60
+        # Both members must hold partitions before the work is counted: the group rebalances.
+        while not (first.consumer.assignment() and second.consumer.assignment()):
+            assert time.monotonic() < deadline, "the group did not give both members partitions"
+            first.poll_once(timeout_ms=100)
+            second.poll_once(timeout_ms=100)
+        while first.stats.applied + second.stats.applied < relay.published:
+            assert time.monotonic() < deadline, (first.stats, second.stats)
+            first.poll_once(timeout_ms=100)
+            second.poll_once(timeout_ms=100)
+        mine = {(tp.topic, tp.partition) for tp in first.consumer.assignment()}
+        theirs = {(tp.topic, tp.partition) for tp in second.consumer.assignment()}
+    finally:
+        first.close()
+        second.close()
+    assert mine and theirs and not mine & theirs  # each partition has one owner
+    assert len(mine | theirs) == 3 * 4
+    assert on_hand(engine, "TINA-30", "STORE-1") == 15
+    assert on_hand(engine, "TINA-30", "POPUP-1") == 15
