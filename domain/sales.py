@@ -89,15 +89,21 @@ def check_sale(lines: list[SaleLine], payments: list[Payment]) -> Money:
             )
         gross.minus(line.discount, field=f"lines[{index}].discount")
     total = sale_total(lines)
-    if payments:
-        paid = Money.zero(total.currency)
-        for index, payment in enumerate(payments):
-            if payment.amount.minor_units <= 0:
-                raise InvalidValueError(f"payments[{index}].amount", "must be positive")
-            paid = paid.plus(payment.amount, field=f"payments[{index}].amount")
-        if paid != total:
-            raise PaymentsDoNotAddUpError(total.minor_units, paid.minor_units, total.currency)
+    check_paid("payments", payments, total)
     return total
+
+
+def check_paid(field: str, payments: list[Payment], total: Money) -> None:
+    """Payments (or refunds), when given, are positive and add up to the total exactly."""
+    if not payments:
+        return
+    paid = Money.zero(total.currency)
+    for index, payment in enumerate(payments):
+        if payment.amount.minor_units <= 0:
+            raise InvalidValueError(f"{field}[{index}].amount", "must be positive")
+        paid = paid.plus(payment.amount, field=f"{field}[{index}].amount")
+    if paid != total:
+        raise PaymentsDoNotAddUpError(total.minor_units, paid.minor_units, total.currency)
 
 
 class PosSale(Aggregate):
@@ -187,14 +193,7 @@ class PosSale(Aggregate):
         total = Money.zero(self.total.currency)
         for line in lines:
             total = total.plus(line.refund)
-        if refunds:
-            paid = Money.zero(total.currency)
-            for index, given in enumerate(refunds):
-                if given.amount.minor_units <= 0:
-                    raise InvalidValueError(f"refunds[{index}].amount", "must be positive")
-                paid = paid.plus(given.amount, field=f"refunds[{index}].amount")
-            if paid != total:
-                raise PaymentsDoNotAddUpError(total.minor_units, paid.minor_units, total.currency)
+        check_paid("refunds", refunds, total)
         self._returned(
             terminal=self.terminal,
             client_sale_id=self.client_sale_id,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -21,6 +22,8 @@ from domain.values import (
 from protos.retail.v1 import common_pb2, pos_pb2
 from services.application import SaleLineInput
 from services.envelopes import KIND_TO_PROTO, PAYMENT_TO_PROTO
+
+E = TypeVar("E")
 
 KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
 PAYMENT_FROM_PROTO = {v: k for k, v in PAYMENT_TO_PROTO.items()}
@@ -43,20 +46,22 @@ def money_out(value: Money) -> common_pb2.Money:
     return common_pb2.Money(minor_units=value.minor_units, currency=value.currency)
 
 
+def _choice(field: str, value: int, table: Mapping[Any, E], choices: str) -> E:
+    """A proto enum value as the domain's; unset or unknown names the field and the choices."""
+    chosen = table.get(value)
+    if chosen is None:
+        raise InvalidValueError(field, f"is required ({choices})")
+    return chosen
+
+
 def kind_in(field: str, value: common_pb2.LocationKind.ValueType) -> LocationKind:
-    kind = KIND_FROM_PROTO.get(value)
-    if kind is None:
-        raise InvalidValueError(
-            field, "is required (online flagship, warehouse, partner store or pop-up)"
-        )
-    return kind
+    return _choice(
+        field, value, KIND_FROM_PROTO, "online flagship, warehouse, partner store or pop-up"
+    )
 
 
 def payment_method_in(field: str, value: common_pb2.PaymentMethod.ValueType) -> PaymentMethod:
-    method = PAYMENT_FROM_PROTO.get(value)
-    if method is None:
-        raise InvalidValueError(field, "is required (cash, Alipay, WeChat Pay or bank card)")
-    return method
+    return _choice(field, value, PAYMENT_FROM_PROTO, "cash, Alipay, WeChat Pay or bank card")
 
 
 def timestamp_in(holder: object, name: str) -> datetime | None:
@@ -144,16 +149,11 @@ POPUP_TO_PROTO = {
 
 
 def adjustment_in(field: str, value: common_pb2.AdjustmentReason.ValueType) -> AdjustmentReason:
-    reason = ADJUSTMENT_FROM_PROTO.get(value)
-    if reason is None:
-        raise InvalidValueError(
-            field, "is required (count, damage, shrinkage, found, write-off, hold, release hold)"
-        )
-    return reason
+    return _choice(
+        field, value, ADJUSTMENT_FROM_PROTO,
+        "count, damage, shrinkage, found, write-off, hold, release hold",
+    )  # fmt: skip
 
 
 def campaign_kind_in(field: str, value: common_pb2.CampaignKind.ValueType) -> CampaignKind:
-    kind = CAMPAIGN_FROM_PROTO.get(value)
-    if kind is None:
-        raise InvalidValueError(field, "is required (livestream, member drop or pre-sale)")
-    return kind
+    return _choice(field, value, CAMPAIGN_FROM_PROTO, "livestream, member drop or pre-sale")
