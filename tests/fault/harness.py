@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from protos.retail.v1 import events_pb2
 from services.application import RetailApp, SaleLineInput
 from services.bus import ensure_topics, topic_names
 from services.config import Settings
-from services.localkafka.broker import REPO_ROOT
+from services.localkafka import LocalKafka
+from services.localkafka.broker import REPO_ROOT, free_port
 from services.relay import TRACKING_NAME
 
 READY = "retail backend up"  # what `run` prints once its roles started
@@ -70,6 +72,11 @@ class RoleProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.role} did not start in {timeout} s\n" + self.output())
             time.sleep(0.05)
+
+    def lines(self, *needles: str) -> list[str]:
+        """The lines of its log holding any of `needles`."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if any(n in line for n in needles)]
 
     def kill9(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed, closed or committed."""
@@ -409,3 +416,130 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited {timeout} s for {what}")
         time.sleep(0.005)
+
+
+def assert_views_equal(deployment: Deployment, comparison: Comparison, shop: Shop) -> Delivery:
+    """The views equal the event store; answers what Kafka delivered, read from the start."""
+    assert comparison.equal, comparison.report() + "\n" + deployment.logs()
+    assert deployment.gaps() == []
+    assert len(deployment.view_sales()) == len(shop.sales)
+    # Each stream was applied up to its last version in Kafka: every event once, and every
+    # redelivered one recognised and dropped.
+    delivery = deployment.read_delivery()
+    applied = deployment.applied_versions()
+    behind = {
+        stream: (applied.get(stream), version)
+        for stream, version in delivery.last_versions.items()
+        if applied.get(stream) != version
+    }
+    assert not behind, f"streams (applied, in Kafka): {dict(list(behind.items())[:10])}"
+    assert applied.keys() == delivery.last_versions.keys()
+    print(
+        f"{shop.operations} operations, {deployment.head()} notifications, "
+        f"{len(delivery.events)} events in Kafka, {delivery.redelivered} of them delivered again"
+    )
+    return delivery
+
+
+class RestartableBroker:
+    """A broker of one test's own, on two free ports of 127.0.0.1 and a data dir that outlives
+    it: every start is a new LocalKafka on the same ports and data dir, so the topics, their
+    records and the consumer groups' state survive a stop or a kill."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.controller_port = free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        self.broker: LocalKafka | None = None
+        self.starts = 0
+        self.started_at = 0.0  # time.monotonic() when it last answered
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.broker is not None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Must be called from the thread that lives as long as the broker: the broker gets the
+        parent-death signal when the thread that started it ends."""
+        assert self.broker is None, "the broker runs already"
+        broker = LocalKafka(self.data_dir, port=self.port, controller_port=self.controller_port)
+        broker.start(timeout)  # stops what it started if it fails
+        self.broker = broker
+        self.starts += 1
+        self.started_at = time.monotonic()
+
+    def stop(self) -> None:
+        """A controlled shutdown (SIGTERM, SIGKILL after 30 s)."""
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            broker.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash of the broker's machine would (but the page cache survives)."""
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            broker.kill()
+
+    def log_tail(self, lines: int = 20) -> str:
+        log = self.data_dir / "logs" / "server.log"
+        text = log.read_text(errors="replace").splitlines() if log.exists() else []
+        return "\n".join(text[-lines:])
+
+
+class SteadyWriter:
+    """Writes the shop's operations at a steady pace in a thread of its own, so the test's own
+    thread can stop and start the broker meanwhile. Nothing else may use the shop until the
+    writer stopped (leaving the `with` block stops it); the event store may be read."""
+
+    def __init__(self, shop: Shop, per_second: float, limit: int = 20_000) -> None:
+        self.shop = shop
+        self.per_second = per_second
+        self.limit = limit
+        self.written = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-writer", daemon=True)
+
+    def __enter__(self) -> SteadyWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        try:
+            while not self._stop.is_set() and self.written < self.limit:
+                if self.written < (time.monotonic() - began) * self.per_second:
+                    self.shop.step()
+                    self.written += 1
+                else:
+                    self._stop.wait(0.005)
+        except BaseException as error:
+            self.error = error
+
+    def check(self) -> None:
+        """Raises what stopped the writer, if anything did."""
+        if self.error is not None:
+            raise AssertionError(f"the shop failed to write: {self.error!r}") from self.error
+
+    def write_for(self, seconds: float) -> int:
+        """Lets it write for `seconds`; answers how many operations it wrote meanwhile."""
+        before = self.written
+        self._stop.wait(seconds)
+        self.check()
+        return self.written - before
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the shop's writer did not stop"
+        self.check()
+        return self.written

@@ -12,11 +12,10 @@ import pytest
 
 from services.localkafka import LocalKafka
 from tests.fault.harness import (
-    Comparison,
-    Delivery,
     Deployment,
     RoleProcess,
     Shop,
+    assert_views_equal,
     wait_for,
     wait_until_equal,
     watch_until_equal,
@@ -34,29 +33,6 @@ def deployment(tmp_path: Path, kafka_broker: LocalKafka, namespace: str) -> Iter
         yield deployment
     finally:
         deployment.close()
-
-
-def assert_views_equal(deployment: Deployment, comparison: Comparison, shop: Shop) -> Delivery:
-    """The views equal the event store; answers what Kafka delivered, read from the start."""
-    assert comparison.equal, comparison.report() + "\n" + deployment.logs()
-    assert deployment.gaps() == []
-    assert len(deployment.view_sales()) == len(shop.sales)
-    # Each stream was applied up to its last version in Kafka: every event once, and every
-    # redelivered one recognised and dropped.
-    delivery = deployment.read_delivery()
-    applied = deployment.applied_versions()
-    behind = {
-        stream: (applied.get(stream), version)
-        for stream, version in delivery.last_versions.items()
-        if applied.get(stream) != version
-    }
-    assert not behind, f"streams (applied, in Kafka): {dict(list(behind.items())[:10])}"
-    assert applied.keys() == delivery.last_versions.keys()
-    print(
-        f"{shop.operations} operations, {deployment.head()} notifications, "
-        f"{len(delivery.events)} events in Kafka, {delivery.redelivered} of them delivered again"
-    )
-    return delivery
 
 
 def kill_mid_batch(deployment: Deployment, relay: RoleProcess, timeout: float = 30.0) -> int:
