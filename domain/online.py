@@ -17,6 +17,7 @@ from domain.errors import (
     ReservationExpiredError,
 )
 from domain.ids import stream_id
+from domain.sales import SaleLine
 from domain.values import (
     CampaignKind,
     Money,
@@ -106,13 +107,17 @@ class Reservation(Aggregate):
             return ReservationStatus.EXPIRED
         return self.status
 
-    def confirm(self, now: datetime) -> None:
+    def confirm(self, now: datetime, sold: list[SaleLine]) -> None:
+        """Paid: `sold` prices the lines as they sold (for sales and finance)."""
         status = self.status_at(now)
         if status is ReservationStatus.EXPIRED:
             raise ReservationExpiredError(self.order_id)
         if status is not ReservationStatus.HELD:
             raise InvalidStateError(f"order {self.order_id!r} is {status.value}, not held")
-        self._confirmed(order_id=self.order_id, confirmed_at=now)
+        self._confirmed(
+            order_id=self.order_id, location=self.location, campaign=self.campaign,
+            sold=list(sold), confirmed_at=now,
+        )  # fmt: skip
 
     def release(self, now: datetime, *, expired: bool) -> None:
         if self.status is not ReservationStatus.HELD:
@@ -126,7 +131,14 @@ class Reservation(Aggregate):
         )
 
     @event("Confirmed", topic=RESERVATION_CONFIRMED)
-    def _confirmed(self, order_id: str, confirmed_at: datetime) -> None:
+    def _confirmed(
+        self,
+        order_id: str,
+        location: str,
+        campaign: str,
+        sold: list[SaleLine],
+        confirmed_at: datetime,
+    ) -> None:
         self.status_value = ReservationStatus.CONFIRMED.value
 
     @event("Released", topic=RESERVATION_RELEASED)

@@ -88,7 +88,7 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
 NO_VIEW_YET = frozenset(
     {
         "transfer_dispatched", "transfer_received",
-        "reservation_placed", "reservation_settled", "campaign_started", "campaign_ended",
+        "reservation_placed", "campaign_started", "campaign_ended",
         "sku_stocked", "stock_sealed",
     }
 )  # fmt: skip
@@ -293,7 +293,18 @@ def _settlement_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
     return rows
 
 
+def _reservation_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    settled = envelope.reservation_settled
+    return [
+        _fact(envelope, i, "online", settled.order_id, settled.location, "", "", line.sku,
+              settled.campaign, line.quantity, line.unit_price.minor_units * line.quantity,
+              line.discount.minor_units, line.tax_rate_bp, line.unit_price.currency, False)
+        for i, line in enumerate(settled.sold)
+    ]  # fmt: skip
+
+
 FINANCE_BUILDERS: dict[str, Callable[[events_pb2.EventEnvelope], list[Row]]] = {
+    "reservation_settled": _reservation_facts,
     "sale_recorded": lambda e: [*_sale_view(e), *_sale_facts(e)],
     "sale_returned": lambda e: [*_return_view(e), *_return_facts(e)],
     "flash_order_confirmed": _online_facts,

@@ -649,10 +649,16 @@ class RetailApp(Application[UUID]):
             reservation = self._get_reservation(order_id)
             if reservation.status is ReservationStatus.CONFIRMED:
                 return self._reservation_view(reservation, now, self._head(), replayed=True)
-            reservation.confirm(now)
+            sold = []
+            for line in reservation.lines:
+                sku = self.get_sku(line.sku)
+                sku.check_launched(now)
+                price = sku.list_price
+                sold.append(SaleLine(line.sku, line.quantity, price, Money.zero(price.currency),
+                                     sku.terms.tax_rate_bp))  # fmt: skip
+            reservation.confirm(now, sold)
             items = _Items(self, reservation.location)
             for line in reservation.lines:
-                self.get_sku(line.sku).check_launched(now)
                 items.get(line.sku).confirm(line.quantity, order_id)
             position = self._save(reservation, *items.pending())
             return self._reservation_view(reservation, now, position)

@@ -338,11 +338,18 @@ def _reservation_placed(
 
 def _reservation_settled(status: str | None) -> Mapper:
     def mapper(
-        event: Any, envelope: events_pb2.EventEnvelope, _: LocationLookup
+        event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
     ) -> tuple[str, str]:
-        envelope.reservation_settled.CopyFrom(
-            events_pb2.ReservationSettled(order_id=event.order_id, status=status or event.status)
-        )
+        settled = envelope.reservation_settled
+        settled.order_id, settled.status = event.order_id, status or event.status
+        if status == "confirmed":
+            envelope.source.CopyFrom(_source(event.location, lookup))
+            settled.location, settled.campaign = event.location, event.campaign
+            for line in event.sold:
+                settled.sold.add(
+                    sku=line.sku, quantity=line.quantity, unit_price=money(line.unit_price),
+                    discount=money(line.discount), tax_rate_bp=line.tax_rate_bp,
+                )  # fmt: skip
         return ORDERS_TOPIC, event.order_id
 
     return mapper

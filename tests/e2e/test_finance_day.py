@@ -223,3 +223,28 @@ def test_a_business_day_settles_exactly_and_a_rebuild_gives_the_identical_report
         assert FinanceQueries(rebuilt).daily_report(STORE_A, day) == live_report
     finally:
         rebuilt.dispose()
+
+
+def test_a_confirmed_campaign_reservation_counts_as_an_online_sale_of_its_campaign(
+    client: Client,
+) -> None:
+    today = datetime.now(SHANGHAI).date().isoformat()
+    sku = "MC26-MILO-PLUSH-30"
+    client.receive(sku, FLAGSHIP, 10)
+    orders = order_pb2_grpc.OrderServiceStub(client.channel)
+    orders.StartCampaign(order_pb2.StartCampaignRequest(
+        campaign="LIVE-0206", kind=common_pb2.CAMPAIGN_KIND_LIVESTREAM, location=FLAGSHIP,
+        allocations=[common_pb2.SkuQuantity(sku=sku, quantity=5)]))  # fmt: skip
+    orders.Reserve(order_pb2.ReserveRequest(
+        order_id="LIVE-ORDER-1", location=FLAGSHIP, campaign="LIVE-0206",
+        lines=[common_pb2.SkuQuantity(sku=sku, quantity=3)]))  # fmt: skip
+    paid = orders.ConfirmReservation(order_pb2.OrderRequest(order_id="LIVE-ORDER-1"))
+    summary = sales_pb2_grpc.SalesServiceStub(client.channel).GetSalesSummary(
+        sales_pb2.SalesSummaryRequest(
+            first_day=today, last_day=today, group_by=sales_pb2.SALES_GROUP_CAMPAIGN,
+            channel=common_pb2.CHANNEL_ONLINE, min_position=paid.position,
+        ), timeout=20,
+    )  # fmt: skip
+    assert [(r.key, r.units, r.revenue.minor_units) for r in summary.rows] == [
+        ("LIVE-0206", 3, 3 * 12800)
+    ]
