@@ -425,7 +425,10 @@ WATCH_POLL = 0.1
 
 def wait_budget(context: grpc.ServicerContext) -> float:
     remaining = context.time_remaining()
-    return MAX_WAIT if remaining is None else min(max(remaining - 0.05, 0.0), MAX_WAIT)
+    if remaining is None:
+        return MAX_WAIT
+    # Leave the caller time to receive the answer: a fifth of its deadline, at least 0.1 s.
+    return min(max(remaining - max(remaining * 0.2, 0.1), 0.0), MAX_WAIT)
 
 
 def _location_stock_out(row: LocationStock) -> stock_pb2.LocationStock:
