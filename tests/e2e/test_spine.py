@@ -187,6 +187,6 @@ def test_waiting_for_a_position_the_views_cannot_reach_is_a_clear_unavailable(
 ) -> None:
     client = client_for(connect, start().grpc_port)
     with pytest.raises(grpc.RpcError) as behind:
-        client.stocks.GetStock(stock_pb2.GetStockRequest(sku=SKU, min_position=10**9), timeout=0.5)
+        client.stocks.GetStock(stock_pb2.GetStockRequest(sku=SKU, min_position=10**9), timeout=3)
     assert behind.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "not yet 1000000000" in (behind.value.details() or "")
