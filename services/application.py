@@ -158,6 +158,11 @@ class RetailApp(Application[UUID]):
         self.clock = clock or (lambda: datetime.now(UTC))
         # Set after every save, so the relay wakes without polling the event store.
         self.new_events = threading.Event()
+        # A SKU never changes once registered, nor a location's kind: kept here after the
+        # first read, the hot paths skip a store read per call (the repository's cache still
+        # asks the store for newer events on every get).
+        self._skus: dict[str, Sku] = {}
+        self._kinds: dict[str, LocationKind] = {}
         self._holds: list[tuple[datetime, str]] = []  # (expires_at, order) of held reservations
         self._holds_lock = threading.Lock()
         self._load_holds()
@@ -200,10 +205,20 @@ class RetailApp(Application[UUID]):
         )
 
     def get_sku(self, code: str) -> Sku:
-        sku = self._find(Sku, Sku.create_id(require_code("sku", code)))
+        """The SKU as registered (read-only for callers: it is shared)."""
+        sku = self._skus.get(code)
         if sku is None:
-            raise UnknownSkuError(code)
+            sku = self._find(Sku, Sku.create_id(require_code("sku", code)))
+            if sku is None:
+                raise UnknownSkuError(code)
+            self._skus[code] = sku
         return sku
+
+    def location_kind(self, code: str) -> LocationKind:
+        kind = self._kinds.get(code)
+        if kind is None:
+            kind = self._kinds[code] = self.get_location(code).kind
+        return kind
 
     def get_location(self, code: str) -> Location:
         location = self._find(Location, Location.create_id(require_code("location", code)))
@@ -382,8 +397,8 @@ class RetailApp(Application[UUID]):
         """Records a till sale once; a retry answers the first receipt and writes nothing."""
         require_code("terminal_id", terminal)
         require_code("client_sale_id", client_sale_id)
-        if not self.get_location(location).kind.sells_at_till:
-            raise NotASellingLocationError(location, self.get_location(location).kind.value)
+        if not self.location_kind(location).sells_at_till:
+            raise NotASellingLocationError(location, self.location_kind(location).value)
         if occurred_at is not None and occurred_at.tzinfo is None:
             raise InvalidValueError("occurred_at", "must carry a timezone")
         priced = self._price_lines(lines)
@@ -764,7 +779,7 @@ class RetailApp(Application[UUID]):
         heapq.heapify(self._holds)
 
     def _require_flagship(self, location: str) -> None:
-        kind = self.get_location(location).kind
+        kind = self.location_kind(location)
         if kind is not LocationKind.ONLINE_FLAGSHIP:
             raise InvalidValueError(
                 "location",

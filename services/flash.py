@@ -17,6 +17,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
@@ -27,7 +28,8 @@ from domain.errors import (
     InvalidValueError,
     MembersOnlyError,
 )
-from domain.online import FlashOrder
+from domain.online import FLASH_BOUGHT, FlashOrder
+from domain.stock import StockItem
 from domain.values import CampaignKind, require_code, require_positive
 from services.application import MAX_ATTEMPTS, RetailApp, _Items, _Quotas
 
@@ -84,9 +86,34 @@ class FlashDesk:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self._queue: queue.Queue[_Purchase | None] = queue.Queue()
+        self.batches = 0
+        # The desk is the one writer of its stock item (hot-SKU commands are routed to one
+        # owner): it keeps the item, the SKU and the orders it confirmed in memory instead of
+        # reading them back for every batch. Measured in-process with 64 buyers: 921 buys/s
+        # with per-purchase reads (65 % of the desk's time in order look-ups), see the commit.
+        self._sku = app.get_sku(sku)
+        self._item: StockItem | None = None
+        self._confirmed = self._load_confirmed()
+        self._careful = False  # after a lost race: check the store for each order again
         self._thread = threading.Thread(target=self._run, name=f"flash-{sku}", daemon=True)
         self._thread.start()
-        self.batches = 0
+
+    def _load_confirmed(self) -> dict[str, _Purchase]:
+        """The flash orders already confirmed for this SKU here, read once from the store."""
+        confirmed: dict[str, _Purchase] = {}
+        start = 0
+        while page := self.app.recorder.select_notifications(
+            start=start, limit=5000, topics=[FLASH_BOUGHT], inclusive_of_start=False
+        ):
+            for notification in page:
+                event: Any = self.app.mapper.to_domain_event(notification)
+                if (event.sku, event.location) == (self.sku, self.location):
+                    confirmed[event.order_id] = _Purchase(
+                        event.order_id, event.member, event.quantity, event.campaign, 0.0,
+                        sku=event.sku,
+                    )  # fmt: skip
+            start = page[-1].id
+        return confirmed
 
     def submit(self, purchase: _Purchase) -> Future[FlashResult]:
         if self._queue.qsize() >= self.max_queue:
@@ -137,10 +164,15 @@ class FlashDesk:
         for _ in range(MAX_ATTEMPTS):
             try:
                 results = self._decide(live)
+                self._careful = False
                 break
             except IntegrityError:
-                continue  # another writer touched the stock item: decide the batch again
-            except Exception as error:
+                # Another writer touched the stock item (or an order id): decide the batch
+                # again from what the store says.
+                self._item, self._careful = None, True
+                continue
+            except Exception as error:  # every buyer must hear the failure
+                self._item = None
                 for purchase in live:
                     purchase.future.set_exception(error)
                 return
@@ -156,24 +188,52 @@ class FlashDesk:
             else:
                 purchase.future.set_result(result)
 
+    def _confirmed_before(self, order_id: str) -> tuple[Outcome, _Purchase] | None:
+        """A purchase this order id already confirmed: from memory, or after a lost race from
+        the store (another process may have written it)."""
+        known = self._confirmed.get(order_id)
+        if known is None and self._careful:
+            existing = self.app._find(FlashOrder, FlashOrder.create_id(order_id))
+            if existing is not None:
+                known = _Purchase(
+                    existing.order_id, existing.member, existing.quantity, existing.campaign,
+                    0.0, sku=existing.sku,
+                )  # fmt: skip
+        return (Outcome.CONFIRMED, known) if known is not None else None
+
+    def _decide_one(
+        self, purchase: _Purchase, item: StockItem, quota: _Quotas, orders: list[FlashOrder]
+    ) -> Outcome:
+        """Decides a new purchase against the stock item and the member's quota, in memory."""
+        sku = self._sku
+        if item.available_to(purchase.campaign) < purchase.quantity:
+            return Outcome.SOLD_OUT
+        room = quota.room(sku)
+        if room is not None and room < purchase.quantity:
+            return Outcome.LIMIT_REACHED
+        item.sell_online(purchase.quantity, purchase.order_id, purchase.campaign)
+        quota.take(sku, purchase.quantity, purchase.order_id)
+        orders.append(
+            FlashOrder(
+                order_id=purchase.order_id, sku=self.sku, location=self.location,
+                member=purchase.member, quantity=purchase.quantity, campaign=purchase.campaign,
+                unit_price=sku.list_price, tax_rate_bp=sku.terms.tax_rate_bp,
+            )
+        )  # fmt: skip
+        return Outcome.CONFIRMED
+
     def _decide(self, batch: list[_Purchase]) -> list[FlashResult | DomainError]:
         app = self.app
-        sku = app.get_sku(self.sku)
         items = _Items(app, self.location)
+        if self._item is not None:
+            items.items[self.sku] = self._item
         item = items.get(self.sku)
         quotas: dict[str, _Quotas] = {}
         orders: list[FlashOrder] = []
         decided: dict[str, tuple[Outcome, _Purchase]] = {}
         outcomes: list[tuple[str, Outcome, int, int, bool] | DomainError] = []
         for purchase in batch:
-            earlier = decided.get(purchase.order_id)
-            if earlier is None:
-                existing = app._find(FlashOrder, FlashOrder.create_id(purchase.order_id))
-                if existing is not None:
-                    earlier = (Outcome.CONFIRMED, _Purchase(
-                        existing.order_id, existing.member, existing.quantity, existing.campaign,
-                        0.0, sku=existing.sku,
-                    ))  # fmt: skip
+            earlier = decided.get(purchase.order_id) or self._confirmed_before(purchase.order_id)
             if earlier is not None:
                 outcome, first = earlier
                 if (first.sku, first.member, first.quantity, first.campaign) != (
@@ -189,31 +249,23 @@ class FlashDesk:
             quota = quotas.get(purchase.member)
             if quota is None:
                 quota = quotas[purchase.member] = _Quotas(app, purchase.member)
-            room = quota.room(sku)
-            if item.available_to(purchase.campaign) < purchase.quantity:
-                outcome = Outcome.SOLD_OUT
-            elif room is not None and room < purchase.quantity:
-                outcome = Outcome.LIMIT_REACHED
-            else:
-                outcome = Outcome.CONFIRMED
-                item.sell_online(purchase.quantity, purchase.order_id, purchase.campaign)
-                quota.take(sku, purchase.quantity, purchase.order_id)
-                orders.append(
-                    FlashOrder(
-                        order_id=purchase.order_id, sku=self.sku, location=self.location,
-                        member=purchase.member, quantity=purchase.quantity,
-                        campaign=purchase.campaign, unit_price=sku.list_price,
-                        tax_rate_bp=sku.terms.tax_rate_bp,
-                    )
-                )  # fmt: skip
+            outcome = self._decide_one(purchase, item, quota, orders)
             decided[purchase.order_id] = (outcome, purchase)
             outcomes.append((purchase.order_id, outcome, purchase.quantity,
                              item.available_to(purchase.campaign), False))  # fmt: skip
         if orders:
             pending = [a for q in quotas.values() for a in q.pending()]
-            position = app._save(*items.pending(), *orders, *pending)
+            try:
+                position = app._save(*items.pending(), *orders, *pending)
+            except BaseException:
+                self._item = None  # it holds this batch's unsaved decisions
+                raise
+            for outcome, purchase in decided.values():
+                if outcome is Outcome.CONFIRMED:
+                    self._confirmed[purchase.order_id] = purchase
         else:
             position = app._head()
+        self._item = item
         return [
             entry if isinstance(entry, DomainError) else FlashResult(*entry[:4], position, entry[4])
             for entry in outcomes
