@@ -69,6 +69,20 @@ class _Purchase:
     future: Future[FlashResult] = field(default_factory=Future)
 
 
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """What a confirmed order id bought: kept per order, so it stays small."""
+
+    sku: str
+    member: str
+    quantity: int
+    campaign: str
+
+    @staticmethod
+    def of(purchase: _Purchase) -> _Order:
+        return _Order(purchase.sku, purchase.member, purchase.quantity, purchase.campaign)
+
+
 class FlashDesk:
     """The single writer for one SKU at one location."""
 
@@ -98,9 +112,9 @@ class FlashDesk:
         self._thread = threading.Thread(target=self._run, name=f"flash-{sku}", daemon=True)
         self._thread.start()
 
-    def _load_confirmed(self) -> dict[str, _Purchase]:
+    def _load_confirmed(self) -> dict[str, _Order]:
         """The flash orders already confirmed for this SKU here, read once from the store."""
-        confirmed: dict[str, _Purchase] = {}
+        confirmed: dict[str, _Order] = {}
         start = 0
         while page := self.app.recorder.select_notifications(
             start=start, limit=5000, topics=[FLASH_BOUGHT], inclusive_of_start=False
@@ -108,10 +122,9 @@ class FlashDesk:
             for notification in page:
                 event: Any = self.app.mapper.to_domain_event(notification)
                 if (event.sku, event.location) == (self.sku, self.location):
-                    confirmed[event.order_id] = _Purchase(
-                        event.order_id, event.member, event.quantity, event.campaign, 0.0,
-                        sku=event.sku,
-                    )  # fmt: skip
+                    confirmed[event.order_id] = _Order(
+                        event.sku, event.member, event.quantity, event.campaign
+                    )
             start = page[-1].id
         return confirmed
 
@@ -188,17 +201,14 @@ class FlashDesk:
             else:
                 purchase.future.set_result(result)
 
-    def _confirmed_before(self, order_id: str) -> tuple[Outcome, _Purchase] | None:
+    def _confirmed_before(self, order_id: str) -> tuple[Outcome, _Order] | None:
         """A purchase this order id already confirmed: from memory, or after a lost race from
         the store (another process may have written it)."""
         known = self._confirmed.get(order_id)
         if known is None and self._careful:
             existing = self.app._find(FlashOrder, FlashOrder.create_id(order_id))
             if existing is not None:
-                known = _Purchase(
-                    existing.order_id, existing.member, existing.quantity, existing.campaign,
-                    0.0, sku=existing.sku,
-                )  # fmt: skip
+                known = _Order(existing.sku, existing.member, existing.quantity, existing.campaign)
         return (Outcome.CONFIRMED, known) if known is not None else None
 
     def _decide_one(
@@ -230,7 +240,7 @@ class FlashDesk:
         item = items.get(self.sku)
         quotas: dict[str, _Quotas] = {}
         orders: list[FlashOrder] = []
-        decided: dict[str, tuple[Outcome, _Purchase]] = {}
+        decided: dict[str, tuple[Outcome, _Order]] = {}
         outcomes: list[tuple[str, Outcome, int, int, bool] | DomainError] = []
         for purchase in batch:
             earlier = decided.get(purchase.order_id) or self._confirmed_before(purchase.order_id)
@@ -250,7 +260,7 @@ class FlashDesk:
             if quota is None:
                 quota = quotas[purchase.member] = _Quotas(app, purchase.member)
             outcome = self._decide_one(purchase, item, quota, orders)
-            decided[purchase.order_id] = (outcome, purchase)
+            decided[purchase.order_id] = (outcome, _Order.of(purchase))
             outcomes.append((purchase.order_id, outcome, purchase.quantity,
                              item.available_to(purchase.campaign), False))  # fmt: skip
         if orders:
@@ -260,9 +270,9 @@ class FlashDesk:
             except BaseException:
                 self._item = None  # it holds this batch's unsaved decisions
                 raise
-            for outcome, purchase in decided.values():
+            for order_id, (outcome, order) in decided.items():
                 if outcome is Outcome.CONFIRMED:
-                    self._confirmed[purchase.order_id] = purchase
+                    self._confirmed[order_id] = order
         else:
             position = app._head()
         self._item = item
