@@ -16,6 +16,9 @@ run: setup
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: setup
+	$(PY) -m bench
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

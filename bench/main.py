@@ -1,0 +1,415 @@
+"""The orchestrator: starts the broker, the backend and the baselines' servers, runs each
+scenario's load from a process of its own, prints the table and writes docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+
+from bench import profile
+from bench.common import REPO_ROOT, Children, run_worker
+from bench.report import Row, console_table, load_average, machine, markdown_table, today
+from bench.rows import rows_for
+from bench.sizes import Sizes, from_env
+from bench.stack import (
+    BackendProcess,
+    ForeignLoad,
+    RssSampler,
+    cpu_use,
+    start_backend,
+    start_broker,
+    start_server,
+)
+from protos.retail.v1 import (
+    common_pb2,
+    inventory_pb2,
+    inventory_pb2_grpc,
+    location_pb2,
+    location_pb2_grpc,
+    stock_pb2,
+    stock_pb2_grpc,
+)
+from services.localkafka import LocalKafka
+from services.seed import DEMO_LOCATIONS, DEMO_SKUS
+
+FLASH_SKU, FLASH_LOCATION = "LTD-HOURGLASS-01", "ONLINE-FLAGSHIP"
+POS_SKUS = ("MC26-TINA-PLUSH-30", "MC26-MILO-PLUSH-30", "MC26-TINA-KEYCHAIN",
+            "MC26-MILO-FIGURINE", "JW-SNOWFLAKE-PENDANT")  # fmt: skip
+DOCS = REPO_ROOT / "docs" / "benchmarks.md"
+
+
+class TerminatedError(Exception):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _on_term(signum: int, _frame: FrameType | None) -> None:
+    raise TerminatedError(signal.Signals(signum).name)
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, work: Path) -> None:
+        self.sizes = sizes
+        self.work = work
+        self.logs = work / "logs"
+        self.children = Children()
+        self.results: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.broker: LocalKafka | None = None
+        self.sampler: RssSampler | None = None
+        self.profiles: dict[str, str] = {}
+        self.foreign: ForeignLoad | None = None
+
+    def phase(self, name: str, body: Callable[[], None]) -> None:
+        """Runs one phase; a failure is recorded (and shown in the table), the rest goes on."""
+        started = time.monotonic()
+        print(f"[bench] {name} ...", flush=True)
+        try:
+            body()
+        except (KeyboardInterrupt, TerminatedError):
+            raise
+        except Exception as error:
+            self.errors[name] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+            print(f"[bench] {name} FAILED: {self.errors[name]}", flush=True)
+            traceback.print_exc()
+        print(f"[bench] {name} done in {time.monotonic() - started:.0f} s", flush=True)
+
+    def load(self, spec: dict[str, Any], name: str, timeout: float) -> dict[str, Any]:
+        return run_worker(
+            self.children, "bench.load", spec, self.logs / f"load-{name}.log", timeout
+        )
+
+    def cpu_window(self, name: str) -> AbstractContextManager[None]:
+        return self.sampler.window(name) if self.sampler is not None else nullcontext()
+
+    # The backend: flash sale, stock queries, POS ingest, memory
+
+    def backend_phase(self) -> None:
+        assert self.broker is not None
+        s = self.sizes
+        backend = start_backend(
+            self.children, self.work / "data", self.broker.bootstrap,
+            self.logs / "backend.log", s.grpc_workers,
+        )  # fmt: skip
+        self.sampler = RssSampler(backend.process.pid).start()
+        channel = grpc.insecure_channel(backend.target)
+        try:
+            self.phase("flash sale on the backend", lambda: self.flash_backend(backend, channel))
+            self.sampler.mark("flash")
+            self.phase("stock queries on the backend", lambda: self.stock_backend(backend, channel))
+            self.sampler.mark("stock")
+            self.phase("POS ingest on the backend", lambda: self.pos_backend(backend, channel))
+            self.sampler.mark("pos")
+        finally:
+            channel.close()
+            code = self.children.stop(backend.process, grace=60)
+            self.sampler.stop()
+            self.results["rss"] = {
+                "peak": self.sampler.peak,
+                "marks": dict(self.sampler.marks),
+                "cpu": dict(self.sampler.cpu),
+            }
+            self.results["backend_exit"] = code
+
+    def flash_backend(self, backend: BackendProcess, channel: grpc.Channel) -> None:
+        s = self.sizes
+        inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+        before = inventory.GetStockLevels(
+            inventory_pb2.GetStockLevelsRequest(sku=FLASH_SKU, location=FLASH_LOCATION), timeout=10
+        ).levels.on_hand
+        inventory.ReceiveStock(
+            inventory_pb2.ReceiveStockRequest(
+                sku=FLASH_SKU, location=FLASH_LOCATION, quantity=s.flash_units,
+                reference="bench-flash",
+            ),
+            timeout=10,
+        )  # fmt: skip
+        spec = self.flash_spec(backend.target, "backend")
+        with (
+            profile.attached(self.children, backend.process.pid, "flash", self.work) as prof,
+            self.cpu_window("flash"),
+        ):
+            result = self.load(spec, "flash-backend", s.flash_seconds + 120)
+        self.profiles.update(prof.summaries)
+        after = inventory.GetStockLevels(
+            inventory_pb2.GetStockLevelsRequest(sku=FLASH_SKU, location=FLASH_LOCATION), timeout=10
+        ).levels
+        result.update(on_hand_before=before, on_hand_after=after.on_hand,
+                      available_after=after.available)  # fmt: skip
+        self.results["flash"] = result
+
+    def flash_spec(self, target: str, name: str) -> dict[str, Any]:
+        s = self.sizes
+        return {
+            "mode": "flash", "target": target, "sku": FLASH_SKU, "location": FLASH_LOCATION,
+            "buyers": s.flash_buyers, "units": s.flash_units, "prefix": f"bench-{name}",
+            "concurrency": s.concurrency, "seconds": s.flash_seconds,
+        }  # fmt: skip
+
+    def stock_backend(self, backend: BackendProcess, channel: grpc.Channel) -> None:
+        s = self.sizes
+        inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+        stock = stock_pb2_grpc.StockServiceStub(channel)
+        skus = [code for code, *_ in DEMO_SKUS]
+        position = 0
+        for sku in skus:  # every demo SKU at every demo location: 6 rows per answer
+            for location, *_ in DEMO_LOCATIONS:
+                change = inventory.ReceiveStock(
+                    inventory_pb2.ReceiveStockRequest(
+                        sku=sku, location=location, quantity=500, reference="bench-stock"
+                    ),
+                    timeout=10,
+                )
+                position = max(position, change.position)
+        started = time.monotonic()
+        stock.GetStock(stock_pb2.GetStockRequest(sku=skus[0], min_position=position), timeout=120)
+        self.results["views_caught_up_seconds"] = time.monotonic() - started
+        closed_spec = {
+            "mode": "stock_closed", "target": backend.target, "skus": skus,
+            "max_calls": s.stock_calls, "seconds": s.stock_seconds, "concurrency": s.concurrency,
+        }  # fmt: skip
+        with (
+            profile.attached(self.children, backend.process.pid, "stock", self.work) as prof,
+            self.cpu_window("stock"),
+        ):
+            closed = self.load(closed_spec, "stock-backend", s.stock_seconds + 60)
+        self.profiles.update(prof.summaries)
+        self.results["stock"] = closed
+        rate = max(closed["rate"] / 2, 1.0)
+        open_spec = {
+            "mode": "stock_open", "target": backend.target, "skus": skus, "rate": rate,
+            "seconds": s.half_load_seconds, "max_in_flight": 1000,
+        }  # fmt: skip
+        self.results["stock_half"] = self.load(
+            open_spec, "stock-half-backend", s.half_load_seconds + 90
+        )
+
+    def pos_backend(self, backend: BackendProcess, channel: grpc.Channel) -> None:
+        s = self.sizes
+        locations = location_pb2_grpc.LocationServiceStub(channel)
+        inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+        stores = [f"STORE-BENCH-{i:04d}" for i in range(s.pos_stores)]
+        for index, code in enumerate(stores):
+            locations.RegisterLocation(
+                location_pb2.RegisterLocationRequest(
+                    location=location_pb2.Location(
+                        location=code, kind=common_pb2.LOCATION_KIND_PARTNER_STORE,
+                        name=f"Bench store {index}", city="Beijing", district=f"D{index % 10}",
+                    )
+                ),
+                timeout=10,
+            )  # fmt: skip
+            for sku in POS_SKUS:
+                inventory.ReceiveStock(
+                    inventory_pb2.ReceiveStockRequest(
+                        sku=sku, location=code, quantity=100_000, reference="bench-pos"
+                    ),
+                    timeout=10,
+                )
+        terminals = [[f"T-{i:04d}", stores[i % len(stores)]] for i in range(s.pos_terminals)]
+        closed_spec = {
+            "mode": "pos_closed", "target": backend.target, "terminals": terminals,
+            "skus": list(POS_SKUS), "max_sales": s.pos_sales, "seconds": s.pos_seconds,
+            "concurrency": s.concurrency, "prefix": "C",
+        }  # fmt: skip
+        with (
+            profile.attached(self.children, backend.process.pid, "pos", self.work) as prof,
+            self.cpu_window("pos"),
+        ):
+            closed = self.load(closed_spec, "pos-backend", s.pos_seconds + 90)
+        self.profiles.update(prof.summaries)
+        self.results["pos"] = closed
+        rate = max(closed["rate"] / 2, 1.0)
+        open_spec = {
+            **closed_spec, "mode": "pos_open", "rate": rate, "seconds": s.half_load_seconds,
+            "max_in_flight": 1000, "prefix": "H", "settle_seconds": 60,
+        }  # fmt: skip
+        self.results["pos_half"] = self.load(
+            open_spec, "pos-half-backend", s.half_load_seconds + 150
+        )
+
+    # The baselines
+
+    def ceiling_phase(self) -> None:
+        s = self.sizes
+        sample = self.results.get("stock", {}).get("sample_hex", "")
+        if not sample:
+            sample = _synthetic_stock_response().SerializeToString().hex()
+        server, target = start_server(
+            self.children,
+            {"mode": "noop", "workers": s.grpc_workers, "units": s.flash_units,
+             "stock_response_hex": sample},
+            self.logs / "noop-server.log",
+        )  # fmt: skip
+        try:
+            with cpu_use(server.pid) as cpu:
+                self.results["flash_ceiling"] = self.load(
+                    self.flash_spec(target, "ceiling"), "flash-ceiling", s.flash_seconds + 120
+                )
+            self.results["flash_ceiling"]["server_cores"] = cpu.get("cores", 0.0)
+            spec = {
+                "mode": "stock_closed", "target": target, "skus": [c for c, *_ in DEMO_SKUS],
+                "max_calls": s.stock_calls, "seconds": s.stock_seconds,
+                "concurrency": s.concurrency,
+            }  # fmt: skip
+            with cpu_use(server.pid) as cpu:
+                self.results["stock_ceiling"] = self.load(
+                    spec, "stock-ceiling", s.stock_seconds + 60
+                )
+            self.results["stock_ceiling"]["server_cores"] = cpu.get("cores", 0.0)
+        finally:
+            self.children.stop(server)
+
+    def naive_phase(self) -> None:
+        s = self.sizes
+        db = self.work / "naive" / "stock.sqlite"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        server, target = start_server(
+            self.children,
+            {"mode": "naive", "workers": s.grpc_workers, "units": s.flash_units,
+             "db": str(db), "sku": FLASH_SKU, "naive_connections": "shared"},
+            self.logs / "naive-server.log",
+        )  # fmt: skip
+        try:
+            with cpu_use(server.pid) as cpu:
+                self.results["flash_naive"] = self.load(
+                    self.flash_spec(target, "naive"), "flash-naive", s.flash_seconds + 120
+                )
+            self.results["flash_naive"]["server_cores"] = cpu.get("cores", 0.0)
+        finally:
+            self.children.stop(server)
+
+    # The pipeline's stages on their own
+
+    def pipeline_phase(self) -> None:
+        assert self.broker is not None
+        source = self.work / "data" / "events.sqlite"
+        if not source.exists():
+            raise RuntimeError("no event store to replay (the backend phase did not run)")
+        copy = self.work / "pipeline" / "store" / "events.sqlite"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            if Path(str(source) + suffix).exists():
+                shutil.copyfile(str(source) + suffix, str(copy) + suffix)
+        spec = {
+            "events_db": str(copy), "bootstrap": self.broker.bootstrap,
+            "work_dir": str(copy.parent.parent), "partitions": 6,
+            "seconds": self.sizes.pipeline_seconds, "profile": profile.enabled(),
+        }  # fmt: skip
+        self.results["pipeline"] = run_worker(
+            self.children, "bench.pipeline", spec, self.logs / "pipeline.log",
+            self.sizes.pipeline_seconds + 120,
+        )  # fmt: skip
+        for stage, text in self.results["pipeline"].get("profiles", {}).items():
+            self.profiles[f"{stage} (cProfile, main thread of the pipeline worker)"] = text
+
+    def run(self) -> None:
+        self.foreign = ForeignLoad().start()
+        self.broker = start_broker(self.work / "kafka")
+        self.phase("backend", self.backend_phase)
+        self.phase("transport ceiling (no-op gRPC server)", self.ceiling_phase)
+        self.phase("naive peer (SQLite UPDATE server)", self.naive_phase)
+        self.phase("pipeline stages", self.pipeline_phase)
+
+    def stop(self) -> None:
+        if self.foreign is not None:
+            self.results["foreign"] = self.foreign.stop()
+            self.foreign = None
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.children.stop_all()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+
+def _synthetic_stock_response() -> stock_pb2.GetStockResponse:
+    """A GetStock answer shaped like the backend's for a demo SKU (6 locations), used by the
+    no-op server only if no real answer was captured."""
+    response = stock_pb2.GetStockResponse(
+        sku="MC26-TINA-PLUSH-30", total_on_hand=3000, view_position=123456,
+        online_available_to_promise=500,
+    )  # fmt: skip
+    for code, _kind, _name, city, district in DEMO_LOCATIONS:
+        response.locations.add(
+            location=code, kind=common_pb2.LOCATION_KIND_PARTNER_STORE,
+            channel=common_pb2.CHANNEL_STORE, city=city, district=district, on_hand=500,
+            levels=common_pb2.Levels(on_hand=500, available=500),
+        )  # fmt: skip
+        response.districts[district] = 500
+    for channel in (common_pb2.CHANNEL_ONLINE, common_pb2.CHANNEL_WAREHOUSE,
+                    common_pb2.CHANNEL_STORE, common_pb2.CHANNEL_POPUP):  # fmt: skip
+        response.channels.add(channel=channel, on_hand=500)
+    return response
+
+
+def write_docs(rows: list[Row], sizes: Sizes, results: dict[str, Any],
+               profiles: dict[str, str], seconds: float) -> None:  # fmt: skip
+    from bench.docs import render  # noqa: PLC0415 - the long text lives apart
+
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(
+        render(
+            markdown_table(rows),
+            sizes,
+            results,
+            profiles,
+            machine(results.get("load_before", "?")),
+            today(),
+            seconds,
+        )
+    )
+
+
+def main() -> int:
+    sizes = from_env()
+    work = Path(tempfile.mkdtemp(prefix="retail-bench-"))
+    signal.signal(signal.SIGTERM, _on_term)
+    # Ctrl-C stops the run even when started from a shell that ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    bench = Bench(sizes, work)
+    bench.results["load_before"] = load_average()
+    started = time.monotonic()
+    finished = False
+    print(f"[bench] {'quick' if sizes.quick else 'full'} run; sizes {sizes}", flush=True)
+    try:
+        bench.run()
+        finished = True
+    except (KeyboardInterrupt, TerminatedError):
+        print("\n[bench] interrupted: stopping everything it started", flush=True)
+        return 130
+    finally:
+        bench.stop()
+        if finished and not bench.errors:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"[bench] logs kept in {work}", flush=True)
+    elapsed = time.monotonic() - started
+    rows = rows_for(bench.results, bench.errors, sizes)
+    print()
+    print(console_table(rows))
+    print(f"\n[bench] whole run {elapsed:.0f} s", flush=True)
+    foreign = bench.results.get("foreign", {})
+    if foreign.get("average_cores", 0.0) > 0.1:
+        print(
+            f"[bench] WARNING: other processes used {foreign['average_cores']:.2f} cores on "
+            f"average (peak {foreign['peak_cores']:.2f}) during the run: the figures are low",
+            flush=True,
+        )
+    write_docs(rows, sizes, bench.results, bench.profiles, elapsed)
+    print(f"[bench] table written to {DOCS.relative_to(REPO_ROOT)}", flush=True)
+    return 1 if bench.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

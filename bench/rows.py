@@ -1,0 +1,201 @@
+"""The table's rows from the measured results: figure, baseline, ratio, target, met?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import Row
+from bench.sizes import Sizes
+
+MB = 1024 * 1024
+Results = dict[str, Any]
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def _ratio(figure: float, baseline: float) -> str:
+    return f"{figure / baseline:.2f}" if baseline else "-"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def _failed(scenario: str, errors: dict[str, str], phase: str) -> Row:
+    return Row(scenario, f"failed: {errors.get(phase, 'not run')}", met="NO")
+
+
+def flash_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[Row]:
+    n, buyers = sizes.flash_units, sizes.flash_buyers
+    name = f"1. flash sale, N={n:,}, {buyers:,} buyers, {sizes.concurrency} in flight"
+    flash = results.get("flash")
+    if not flash:
+        return [_failed(name, errors, "flash sale on the backend")]
+    rate = flash["confirmed_per_second"]
+    figure = (
+        f"{_n(rate)} confirmed/s; sold out in {flash['sold_out_seconds'] or 0:.1f} s; "
+        f"p50 {_ms(flash['p50_ms'])}, p99 {_ms(flash['p99_ms'])}"
+    )
+    rows = []
+    ceiling = results.get("flash_ceiling")
+    if ceiling:
+        base = ceiling["rate"]
+        rows.append(
+            Row(name, figure, f"transport ceiling {_n(base)} calls/s", _ratio(rate, base),
+                ">= 0.70", _met(rate >= 0.7 * base))
+        )  # fmt: skip
+    else:
+        rows.append(_failed(name + " vs transport ceiling", errors, "transport ceiling"))
+    naive = results.get("flash_naive")
+    if naive:
+        base = naive["confirmed_per_second"]
+        baseline = f"naive SQLite peer {_n(base)} confirmed/s (p99 {_ms(naive['p99_ms'])})"
+        rows.append(Row(name, figure, baseline, _ratio(rate, base), "> 1.00", _met(rate > base)))
+    else:
+        rows.append(_failed(name + " vs naive peer", errors, "naive peer"))
+    outcomes = flash["outcomes"]
+    answered = outcomes.get("confirmed", 0) + outcomes.get("sold_out", 0)
+    other = {k: v for k, v in outcomes.items() if k not in ("confirmed", "sold_out")}
+    ok = flash["confirmed"] == n and flash["on_hand_after"] == 0 and answered == buyers
+    rows.append(
+        Row(
+            "1. flash sale: counts",
+            f"{flash['confirmed']:,} confirmed, {outcomes.get('sold_out', 0):,} sold out, "
+            f"{answered:,}/{buyers:,} answered, other answers {other or 0}; on_hand after "
+            f"{flash['on_hand_after']} ({flash['on_hand_before']} before + {n:,} received)",
+            "-", "-", f"exactly {n:,} confirmed, 0 oversold, all answered",
+            _met(ok and not other),
+        )
+    )  # fmt: skip
+    return rows
+
+
+def stock_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[Row]:
+    name = f"2. GetStock, random demo SKUs, {sizes.concurrency} in flight"
+    stock = results.get("stock")
+    if not stock:
+        return [_failed(name, errors, "stock queries on the backend")]
+    figure = f"{_n(stock['rate'])} calls/s; p50 {_ms(stock['p50_ms'])}, p99 {_ms(stock['p99_ms'])}"
+    ceiling = results.get("stock_ceiling")
+    rows = []
+    if ceiling:
+        base = ceiling["rate"]
+        rows.append(
+            Row(name, figure, f"transport ceiling {_n(base)} calls/s",
+                _ratio(stock["rate"], base), ">= 0.80", _met(stock["rate"] >= 0.8 * base))
+        )  # fmt: skip
+    else:
+        rows.append(_failed(name + " vs transport ceiling", errors, "transport ceiling"))
+    half = results.get("stock_half")
+    if half:
+        clean = half["dropped"] == 0 and set(half["outcomes"]) <= {"ok"}
+        rows.append(
+            Row(
+                f"2. GetStock at half load, open loop {sizes.half_load_seconds:.0f} s",
+                f"p99 {_ms(half['p99_ms'])} (p50 {_ms(half['p50_ms'])}) at "
+                f"{_n(half['offered_rate'])} calls/s offered, {_n(half['rate'])}/s done",
+                "-", "-", "p99 < 10 ms", _met(half["p99_ms"] < 10 and clean),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def memory_rows(results: Results) -> list[Row]:
+    rss = results.get("rss")
+    if not rss:
+        return []
+    marks = ", ".join(f"{k} {v / MB:.0f}" for k, v in rss["marks"].items())
+    return [
+        Row(
+            "3. memory: peak RSS of the backend process (api+relay+projector)",
+            f"{rss['peak'] / MB:.0f} MB (peak per scenario, MB: {marks})",
+            "-", "-", "< 300 MB", _met(0 < rss["peak"] < 300 * MB),
+        )
+    ]  # fmt: skip
+
+
+def pipeline_rows(results: Results, errors: dict[str, str]) -> list[Row]:
+    pipeline = results.get("pipeline")
+    if not pipeline:
+        return [_failed("4. pipeline", errors, "pipeline stages")]
+    relay, raw = pipeline["relay"], pipeline["raw_produce"]
+    proj, rawc = pipeline["projector"], pipeline["raw_consume"]
+    return [
+        Row(
+            f"4. relay, {relay['events']:,} events",
+            f"{_n(relay['rate'])} events/s",
+            f"raw kafka-python produce {_n(raw['rate'])} events/s",
+            _ratio(relay["rate"], raw["rate"]), ">= 0.50",
+            _met(relay["rate"] >= 0.5 * raw["rate"] and relay["caught_up"]),
+        ),
+        Row(
+            f"4. projector, {proj['records']:,} records ({proj['events']:,} events)",
+            f"{_n(proj['rate'])} records/s",
+            f"raw consume + batched upsert {_n(rawc['rate'])} records/s",
+            _ratio(proj["rate"], rawc["rate"]), ">= 0.50",
+            _met(proj["rate"] >= 0.5 * rawc["rate"]),
+        ),
+    ]  # fmt: skip
+
+
+def pos_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[Row]:
+    name = (
+        f"5. POS RecordSale, 1-5 lines, {sizes.pos_terminals:,} terminals in "
+        f"{sizes.pos_stores} stores, {sizes.concurrency} in flight"
+    )
+    pos = results.get("pos")
+    if not pos:
+        return [_failed(name, errors, "POS ingest on the backend")]
+    failed = {k: v for k, v in pos["outcomes"].items() if k != "ok"}
+    rows = [
+        Row(
+            name,
+            f"{_n(pos['rate'])} sales/s end to end; p50 {_ms(pos['p50_ms'])}, "
+            f"p99 {_ms(pos['p99_ms'])}; {pos['retries']} retries after ABORTED, "
+            f"failed {failed or 0}",
+            "-", "-", "reported (no target set)", "-",
+        )
+    ]  # fmt: skip
+    half = results.get("pos_half")
+    if half:
+        rows.append(
+            Row(
+                f"5. projection lag at half load, open loop {sizes.half_load_seconds:.0f} s",
+                f"lag p50 {_ms(half['lag_p50_ms'])}, p99 {_ms(half['lag_p99_ms'])} at "
+                f"{_n(half['offered_rate'])} sales/s offered (RecordSale p99 "
+                f"{_ms(half['p99_ms'])}; {half['lag_unseen']} sales never seen)",
+                "-", "-", "reported (no target set)", "-",
+            )
+        )  # fmt: skip
+    return rows
+
+
+def rebuild_rows(results: Results, errors: dict[str, str]) -> list[Row]:
+    pipeline = results.get("pipeline")
+    if not pipeline:
+        return [_failed("6. rebuild", errors, "pipeline stages")]
+    rebuild = pipeline["rebuild"]
+    return [
+        Row(
+            f"6. rebuild, {rebuild['events']:,} events ({rebuild['records']:,} records)",
+            f"{_n(rebuild['rate'])} events/s ({rebuild['seconds']:.1f} s)",
+            "-", "-", ">= 30,000 events/s", _met(rebuild["rate"] >= 30_000),
+        )
+    ]  # fmt: skip
+
+
+def rows_for(results: Results, errors: dict[str, str], sizes: Sizes) -> list[Row]:
+    return [
+        *flash_rows(results, errors, sizes),
+        *stock_rows(results, errors, sizes),
+        *memory_rows(results),
+        *pipeline_rows(results, errors),
+        *pos_rows(results, errors, sizes),
+        *rebuild_rows(results, errors),
+    ]

@@ -1,0 +1,174 @@
+"""The baselines' servers, each run as a process of its own by the orchestrator.
+
+- `noop`: the transport ceiling. A sync `grpc.server` with a thread pool serving the real
+  OrderService.FlashBuy and StockService.GetStock methods, answering at once: FlashBuy
+  confirms the first `units` calls and answers sold out after; GetStock answers a canned
+  response (a real one captured from the backend, so the bytes on the wire are the same).
+- `naive`: the naive peer. FlashBuy backed by one SQL statement on a SQLite file in WAL mode
+  (the kind of file the backend's default event store is):
+  `UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0`, committed per call.
+
+Spec (JSON, the one argument): {"mode", "port", "workers", "units", "db", "stock_response_hex",
+"naive_connections": "shared" | "per_thread"}. Prints "ready" once serving; stops on SIGINT
+or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import sqlite3
+import sys
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from protos.retail.v1 import order_pb2, stock_pb2
+
+
+class NoopOrders:
+    def __init__(self, units: int) -> None:
+        self.units = units
+        self._sold = itertools.count(1)  # next() on a count is atomic under the GIL
+
+    def FlashBuy(
+        self, request: order_pb2.FlashBuyRequest, context: grpc.ServicerContext
+    ) -> order_pb2.FlashBuyResponse:
+        sold = next(self._sold)
+        confirmed = sold <= self.units
+        return order_pb2.FlashBuyResponse(
+            order_id=request.order_id,
+            outcome=order_pb2.FLASH_OUTCOME_CONFIRMED
+            if confirmed
+            else order_pb2.FLASH_OUTCOME_SOLD_OUT,
+            quantity=request.quantity or 1,
+            remaining=max(self.units - sold, 0),
+            position=sold,
+        )
+
+
+class NoopStock:
+    def __init__(self, canned: bytes) -> None:
+        self.canned = stock_pb2.GetStockResponse.FromString(canned)
+
+    def GetStock(
+        self, request: stock_pb2.GetStockRequest, context: grpc.ServicerContext
+    ) -> stock_pb2.GetStockResponse:
+        return self.canned
+
+
+class NaiveOrders:
+    """One UPDATE per purchase; SQLite decides, its write lock serialises."""
+
+    def __init__(self, db: str, sku: str, units: int, shared: bool) -> None:
+        self.db = db
+        self.shared = shared
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._positions = itertools.count(1)
+        setup = self._connect()
+        setup.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, qty INTEGER)")
+        setup.execute("INSERT OR REPLACE INTO stock (sku, qty) VALUES (?, ?)", (sku, units))
+        self._shared = setup
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def _sell(self, sku: str) -> int | None:
+        """Answers the units left after the sale, or None when there was nothing to sell."""
+        if self.shared:
+            with self._lock:
+                row = self._shared.execute(
+                    "UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0 RETURNING qty",
+                    (sku,),
+                ).fetchone()
+        else:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+            row = conn.execute(
+                "UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0 RETURNING qty", (sku,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def FlashBuy(
+        self, request: order_pb2.FlashBuyRequest, context: grpc.ServicerContext
+    ) -> order_pb2.FlashBuyResponse:
+        left = self._sell(request.sku)
+        return order_pb2.FlashBuyResponse(
+            order_id=request.order_id,
+            outcome=order_pb2.FLASH_OUTCOME_SOLD_OUT
+            if left is None
+            else order_pb2.FLASH_OUTCOME_CONFIRMED,
+            quantity=request.quantity or 1,
+            remaining=left or 0,
+            position=next(self._positions),
+        )
+
+
+def _service(
+    name: str, methods: dict[str, tuple[Any, Any, Any]]
+) -> grpc.GenericRpcHandler[Any, Any]:
+    """Handlers registered by full method name, as the generated code does (the generated
+    base classes are abstract over every method of the service, which a baseline lacks)."""
+    return grpc.method_handlers_generic_handler(
+        name,
+        {
+            method: grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=request.FromString,
+                response_serializer=response.SerializeToString,
+            )
+            for method, (behaviour, request, response) in methods.items()
+        },
+    )
+
+
+ORDERS = "retail.v1.OrderService"
+STOCK = "retail.v1.StockService"
+FLASH = (order_pb2.FlashBuyRequest, order_pb2.FlashBuyResponse)
+GET_STOCK = (stock_pb2.GetStockRequest, stock_pb2.GetStockResponse)
+
+
+def serve(spec: dict[str, Any]) -> None:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=int(spec["workers"]), thread_name_prefix="grpc"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    if spec["mode"] == "noop":
+        orders = NoopOrders(int(spec["units"]))
+        stock = NoopStock(bytes.fromhex(spec.get("stock_response_hex", "")))
+        server.add_generic_rpc_handlers(
+            (
+                _service(ORDERS, {"FlashBuy": (orders.FlashBuy, *FLASH)}),
+                _service(STOCK, {"GetStock": (stock.GetStock, *GET_STOCK)}),
+            )
+        )
+    elif spec["mode"] == "naive":
+        naive_orders = NaiveOrders(
+            spec["db"], spec["sku"], int(spec["units"]),
+            shared=spec.get("naive_connections", "shared") == "shared",
+        )  # fmt: skip
+        naive = _service(ORDERS, {"FlashBuy": (naive_orders.FlashBuy, *FLASH)})
+        server.add_generic_rpc_handlers((naive,))
+    else:
+        raise SystemExit(f"unknown mode {spec['mode']!r}")
+    if server.add_insecure_port(f"127.0.0.1:{int(spec['port'])}") == 0:
+        raise SystemExit(f"cannot listen on port {spec['port']}")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    stop.wait(3600)  # bounded even if nobody stops us
+    server.stop(2).wait(5)
+
+
+if __name__ == "__main__":
+    serve(json.loads(sys.argv[1]))

@@ -1,0 +1,240 @@
+"""The systems under test, started by the orchestrator: the local broker, the backend as the
+real `python -m services.cli run` process, and the baselines' servers; plus the RSS sampler."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.common import Children, free_port
+from services.localkafka import BrokerError, LocalKafka
+
+
+def start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:
+    """A broker of our own on free ports (it dies with us: parent-death signal).
+
+    Tried again on a failure to start: LocalKafka passes its random cluster id as `-t ID`, and
+    an id that starts with "-" (1 in 64) is taken for an option by the storage tool."""
+    for attempt in range(1, attempts + 1):
+        try:
+            directory = (
+                data_dir if attempt == 1 else data_dir.with_name(f"{data_dir.name}-{attempt}")
+            )
+            return LocalKafka(directory, port=free_port(), controller_port=free_port()).start()
+        except BrokerError as error:
+            if attempt == attempts:
+                raise
+            print(f"[bench] the broker did not start ({str(error).splitlines()[0]}); again")
+    raise AssertionError("not reached")
+
+
+def wait_serving(target: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode} while starting")
+            try:
+                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} did not report SERVING within {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+def wait_port(target: str, timeout: float) -> None:
+    with grpc.insecure_channel(target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+
+
+@dataclass
+class BackendProcess:
+    process: subprocess.Popen[bytes]
+    target: str
+    data_dir: Path
+    log: Path
+
+
+def start_backend(
+    children: Children, data_dir: Path, bootstrap: str, log: Path, workers: int
+) -> BackendProcess:
+    """`python -m services.cli run` with every role, the demo seeded, on a free port."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAIL_", "BENCH_"))}
+    # The backend gets gRPC's fork support as the caller had it (bench turns it off for itself).
+    env.pop("GRPC_ENABLE_FORK_SUPPORT", None)
+    if os.environ.get("BENCH_GRPC_FORK_SUPPORT_WAS"):
+        env["GRPC_ENABLE_FORK_SUPPORT"] = os.environ["BENCH_GRPC_FORK_SUPPORT_WAS"]
+    env.update(
+        {
+            "RETAIL_DATA_DIR": str(data_dir),
+            "RETAIL_GRPC_ADDRESS": f"127.0.0.1:{port}",
+            "RETAIL_KAFKA_BOOTSTRAP": bootstrap,
+            "RETAIL_SEED_DEMO": "1",
+            "RETAIL_GRPC_WORKERS": str(workers),
+            "RETAIL_TOPIC_NAMESPACE": "",
+        }
+    )
+    if "RETAIL_CACHE_DIR" in os.environ:
+        env["RETAIL_CACHE_DIR"] = os.environ["RETAIL_CACHE_DIR"]
+    process = children.start([sys.executable, "-m", "services.cli", "run"], log, env=env)
+    target = f"127.0.0.1:{port}"
+    wait_serving(target, 120, process)
+    return BackendProcess(process, target, data_dir, log)
+
+
+def start_server(
+    children: Children, spec: dict[str, Any], log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One of the baselines' servers (bench.servers) on a free port."""
+    port = free_port()
+    process = children.start(
+        [sys.executable, "-m", "bench.servers", json.dumps({**spec, "port": port})], log
+    )
+    target = f"127.0.0.1:{port}"
+    wait_port(target, 60)
+    return process, target
+
+
+@contextmanager
+def cpu_use(pid: int) -> Iterator[dict[str, float]]:
+    """Fills {"cores": ...}: the process's CPU time during the block over the wall time."""
+    found: dict[str, float] = {}
+    process = psutil.Process(pid)
+    times = process.cpu_times()
+    start, cpu = time.monotonic(), float(times.user + times.system)
+    yield found
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return
+    wall = time.monotonic() - start
+    found["cores"] = (float(times.user + times.system) - cpu) / wall if wall > 0 else 0.0
+
+
+@dataclass
+class RssSampler:
+    """Samples a process's resident memory every `every` seconds in a thread of ours, and
+    keeps its peak and its CPU use (cores busy on average) between marks."""
+
+    pid: int
+    every: float = 0.1
+    peak: int = 0
+    marks: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _since_mark: int = 0
+    _process: Any = None
+
+    def _cpu_now(self, process: psutil.Process) -> tuple[float, float]:
+        times = process.cpu_times()
+        return time.monotonic(), float(times.user + times.system)
+
+    def start(self) -> RssSampler:
+        process = psutil.Process(self.pid)
+        self._process = process
+
+        def sample() -> None:
+            while not self._stop.wait(self.every):
+                try:
+                    rss = int(process.memory_info().rss)
+                except psutil.Error:
+                    return
+                self.peak = max(self.peak, rss)
+                self._since_mark = max(self._since_mark, rss)
+
+        self._thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def mark(self, name: str) -> None:
+        """The peak RSS since the previous mark, kept under `name`."""
+        self.marks[name] = self._since_mark
+        self._since_mark = 0
+
+    @contextmanager
+    def window(self, name: str) -> Iterator[None]:
+        """The process's CPU use during the block, in cores busy on average."""
+        before = self._cpu_now(self._process)
+        yield
+        try:
+            after = self._cpu_now(self._process)
+        except psutil.Error:
+            return
+        wall = after[0] - before[0]
+        self.cpu[name] = (after[1] - before[1]) / wall if wall > 0 else 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+@dataclass
+class ForeignLoad:
+    """The CPU that processes not started by this run used meanwhile (other people's tests on
+    a shared machine disturb every figure here): sampled every `every` seconds."""
+
+    every: float = 1.0
+    cpu_seconds: float = 0.0
+    peak_cores: float = 0.0
+    seconds: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @staticmethod
+    def _foreign() -> dict[tuple[int, float], float]:
+        me = psutil.Process(os.getpid())
+        ours = {me.pid, *(child.pid for child in me.children(recursive=True))}
+        found: dict[tuple[int, float], float] = {}
+        for process in psutil.process_iter(["pid", "create_time", "cpu_times"]):
+            info = process.info
+            if info["pid"] in ours or info["cpu_times"] is None:
+                continue
+            times = info["cpu_times"]
+            found[(info["pid"], info["create_time"])] = float(times.user + times.system)
+        return found
+
+    def start(self) -> ForeignLoad:
+        def sample() -> None:
+            before, at = self._foreign(), time.monotonic()
+            while not self._stop.wait(self.every):
+                try:
+                    now, now_at = self._foreign(), time.monotonic()
+                except psutil.Error:
+                    continue
+                used = sum(cpu - before.get(key, 0.0) for key, cpu in now.items())
+                used = max(used, 0.0)
+                self.cpu_seconds += used
+                self.seconds += now_at - at
+                self.peak_cores = max(self.peak_cores, used / (now_at - at))
+                before, at = now, now_at
+
+        self._thread = threading.Thread(target=sample, name="foreign-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        average = self.cpu_seconds / self.seconds if self.seconds else 0.0
+        return {"average_cores": average, "peak_cores": self.peak_cores}
