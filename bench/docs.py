@@ -23,6 +23,7 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
         ("flash sale, backend", backend_cpu.get("flash"), "flash"),
         ("flash sale, transport ceiling", None, "flash_ceiling"),
         ("flash sale, naive peer", None, "flash_naive"),
+        ("flash sale, api process of the two", None, "flash_split"),
         ("GetStock, backend", backend_cpu.get("stock"), "stock"),
         ("GetStock, transport ceiling", None, "stock_ceiling"),
         ("POS RecordSale, backend", backend_cpu.get("pos"), "pos"),
@@ -65,6 +66,14 @@ def _details(results: dict[str, Any]) -> list[str]:
                 f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, outcomes "
                 f"{run['outcomes']}."
             )
+    split = results.get("flash_split")
+    if split:
+        lines.append(
+            f"- Flash sale, compose shape: all {split['calls']:,} buyers answered in "
+            f"{split['seconds']:.1f} s ({split['rate']:,.0f} calls/s), outcomes "
+            f"{split['outcomes']}; the api process used {split['server_cores']:.2f} cores, the "
+            f"relay+projector process {split['pipeline_cores']:.2f}."
+        )
     stock, ceiling = results.get("stock"), results.get("stock_ceiling")
     if stock:
         size = len(bytes.fromhex(stock.get("sample_hex", ""))) if stock.get("sample_hex") else 0
@@ -121,7 +130,7 @@ def render(
         f"Measured {date} on {machine}. Processes not started by the run used "
         f"{foreign.get('average_cores', 0.0):.2f} cores on average meanwhile (peak "
         f"{foreign.get('peak_cores', 0.0):.2f} over a second): figures from a busy machine "
-        "are low; repeated runs on this quiet machine varied by up to about 25%.",
+        "are low; repeated runs of the same code on this quiet machine varied by up to about 20%.",
         f"Reproduce with `make bench`: this is a {kind}{profiled}, the whole run took "
         f"{seconds / 60:.1f} min. `BENCH_QUICK=1 make bench` is a smoke run of the same "
         "scenarios with small sizes.",
@@ -152,6 +161,11 @@ def render(
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "
         "backend's default event store is), one connection behind a lock.",
+        "- The compose shape: the same flash sale once more against two `services.cli run` "
+        "processes on a fresh data directory, one with `RETAIL_ROLES=api`, one with "
+        "`RETAIL_ROLES=relay,projector` (topics and consumer group of their own), to show "
+        "what the relay and projector threads cost the API in the one-process shape "
+        "(`BENCH_SPLIT=0` leaves it out).",
         "- The pipeline stages run after the backend stopped, in `python -m bench.pipeline`, "
         "on a copy of the backend's event store (everything the scenarios wrote), each stage "
         "against topics or files of its own.",

@@ -238,6 +238,48 @@ class Bench:
             open_spec, "pos-half-backend", s.half_load_seconds + 150
         )
 
+    # The same flash sale with the roles in two processes (the compose shape)
+
+    def split_phase(self) -> None:
+        assert self.broker is not None
+        s = self.sizes
+        data = self.work / "split-data"
+        api = start_backend(
+            self.children, data, self.broker.bootstrap, self.logs / "split-api.log",
+            s.grpc_workers, roles="api", namespace="split.",
+        )  # fmt: skip
+        pipeline = start_backend(
+            self.children, data, self.broker.bootstrap, self.logs / "split-pipeline.log",
+            s.grpc_workers, roles="relay,projector", namespace="split.",
+        )  # fmt: skip
+        channel = grpc.insecure_channel(api.target)
+        try:
+            inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+            where = inventory_pb2.GetStockLevelsRequest(sku=FLASH_SKU, location=FLASH_LOCATION)
+            before = inventory.GetStockLevels(where, timeout=10).levels.on_hand
+            inventory.ReceiveStock(
+                inventory_pb2.ReceiveStockRequest(
+                    sku=FLASH_SKU, location=FLASH_LOCATION, quantity=s.flash_units,
+                    reference="bench-flash",
+                ),
+                timeout=10,
+            )  # fmt: skip
+            with cpu_use(api.process.pid) as api_cpu, cpu_use(pipeline.process.pid) as pipe_cpu:
+                result = self.load(
+                    self.flash_spec(api.target, "split"), "flash-split", s.flash_seconds + 120
+                )
+            after = inventory.GetStockLevels(where, timeout=10).levels.on_hand
+            result.update(
+                on_hand_before=before, on_hand_after=after,
+                server_cores=api_cpu.get("cores", 0.0),
+                pipeline_cores=pipe_cpu.get("cores", 0.0),
+            )  # fmt: skip
+            self.results["flash_split"] = result
+        finally:
+            channel.close()
+            self.children.stop(api.process, grace=60)
+            self.children.stop(pipeline.process, grace=60)
+
     # The baselines
 
     def ceiling_phase(self) -> None:
@@ -317,6 +359,8 @@ class Bench:
         self.foreign = ForeignLoad().start()
         self.broker = start_broker(self.work / "kafka")
         self.phase("backend", self.backend_phase)
+        if self.sizes.split:
+            self.phase("flash sale, roles in two processes", self.split_phase)
         self.phase("transport ceiling (no-op gRPC server)", self.ceiling_phase)
         self.phase("naive peer (SQLite UPDATE server)", self.naive_phase)
         self.phase("pipeline stages", self.pipeline_phase)

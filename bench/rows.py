@@ -59,6 +59,9 @@ def flash_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[R
         rows.append(Row(name, figure, baseline, _ratio(rate, base), "> 1.00", _met(rate > base)))
     else:
         rows.append(_failed(name + " vs naive peer", errors, "naive peer"))
+    split = results.get("flash_split")
+    if split:
+        rows.append(_split_row(split, ceiling, sizes))
     outcomes = flash["outcomes"]
     answered = outcomes.get("confirmed", 0) + outcomes.get("sold_out", 0)
     other = {k: v for k, v in outcomes.items() if k not in ("confirmed", "sold_out")}
@@ -74,6 +77,25 @@ def flash_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[R
         )
     )  # fmt: skip
     return rows
+
+
+def _split_row(split: Results, ceiling: Results | None, sizes: Sizes) -> Row:
+    """The same sale against api and relay+projector in two processes (the compose shape)."""
+    n = sizes.flash_units
+    rate = split["confirmed_per_second"]
+    other = {k: v for k, v in split["outcomes"].items() if k not in ("confirmed", "sold_out")}
+    exact = split["confirmed"] == n and split["on_hand_after"] == 0 and not other
+    figure = (
+        f"{_n(rate)} confirmed/s; sold out in {split['sold_out_seconds'] or 0:.1f} s; "
+        f"p50 {_ms(split['p50_ms'])}, p99 {_ms(split['p99_ms'])}; "
+        + (f"exactly {n:,} confirmed, on_hand 0" if exact else f"COUNTS WRONG: {split['outcomes']}")
+    )
+    name = "1. same flash sale, api | relay+projector in two processes (compose shape)"
+    if not ceiling:
+        return Row(name, figure, "ceiling failed", "-", ">= 0.70", "NO")
+    base = ceiling["rate"]
+    return Row(name, figure, f"transport ceiling {_n(base)} calls/s", _ratio(rate, base),
+               ">= 0.70", _met(rate >= 0.7 * base and exact))  # fmt: skip
 
 
 def stock_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[Row]:
@@ -114,7 +136,7 @@ def memory_rows(results: Results) -> list[Row]:
     return [
         Row(
             "3. memory: peak RSS of the backend process (api+relay+projector)",
-            f"{rss['peak'] / MB:.0f} MB (peak per scenario, MB: {marks})",
+            f"{rss['peak'] / MB:.1f} MB (peak per scenario, MB: {marks})",
             "-", "-", "< 300 MB", _met(0 < rss["peak"] < 300 * MB),
         )
     ]  # fmt: skip

@@ -73,9 +73,16 @@ class BackendProcess:
 
 
 def start_backend(
-    children: Children, data_dir: Path, bootstrap: str, log: Path, workers: int
+    children: Children,
+    data_dir: Path,
+    bootstrap: str,
+    log: Path,
+    workers: int,
+    roles: str = "",
+    namespace: str = "",
 ) -> BackendProcess:
-    """`python -m services.cli run` with every role, the demo seeded, on a free port."""
+    """`python -m services.cli run` (every role unless `roles`), the demo seeded, on a free
+    port; `namespace` keeps its topics and consumer group apart from another backend's."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAIL_", "BENCH_"))}
     # The backend gets gRPC's fork support as the caller had it (bench turns it off for itself).
@@ -89,15 +96,32 @@ def start_backend(
             "RETAIL_KAFKA_BOOTSTRAP": bootstrap,
             "RETAIL_SEED_DEMO": "1",
             "RETAIL_GRPC_WORKERS": str(workers),
-            "RETAIL_TOPIC_NAMESPACE": "",
+            "RETAIL_TOPIC_NAMESPACE": namespace,
         }
     )
+    if namespace:
+        env["RETAIL_CONSUMER_GROUP"] = namespace + "retail-projector"
+    if roles:
+        env["RETAIL_ROLES"] = roles
     if "RETAIL_CACHE_DIR" in os.environ:
         env["RETAIL_CACHE_DIR"] = os.environ["RETAIL_CACHE_DIR"]
     process = children.start([sys.executable, "-m", "services.cli", "run"], log, env=env)
     target = f"127.0.0.1:{port}"
-    wait_serving(target, 120, process)
+    if not roles or "api" in roles:
+        wait_serving(target, 120, process)
+    else:
+        wait_logged(process, log, "retail backend up", 120)
     return BackendProcess(process, target, data_dir, log)
+
+
+def wait_logged(process: subprocess.Popen[bytes], log: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        if process.poll() is not None:
+            raise RuntimeError(f"the process exited with {process.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{log.name}: no {text!r} within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def start_server(
