@@ -212,7 +212,10 @@ class LocalKafka:
         props = self._write_config()
         classpath = f"{jars}/*"
         if not (self.data_dir / "kraft" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+            # An id starting with "-" would be read as an option by the storage tool.
+            cluster_id = "-"
+            while cluster_id.startswith("-"):
+                cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
             fmt = subprocess.run(
                 [
                     java, "-cp", classpath, "kafka.tools.StorageTool", "format",
