@@ -23,6 +23,7 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
         ("flash sale, backend", backend_cpu.get("flash"), "flash"),
         ("flash sale, transport ceiling", None, "flash_ceiling"),
         ("flash sale, naive peer", None, "flash_naive"),
+        ("flash sale, group-commit peer", None, "flash_group"),
         ("flash sale, api process of the two", None, "flash_split"),
         ("GetStock, backend", backend_cpu.get("stock"), "stock"),
         ("GetStock, transport ceiling", None, "stock_ceiling"),
@@ -57,7 +58,11 @@ def _details(results: dict[str, Any]) -> list[str]:
             f"(an even pace means no slowdown as the sale goes on); all {flash['calls']:,} "
             f"buyers answered in {flash['seconds']:.1f} s ({flash['rate']:,.0f} calls/s)."
         )
-    for key, name in (("flash_ceiling", "transport ceiling"), ("flash_naive", "naive peer")):
+    for key, name in (
+        ("flash_ceiling", "transport ceiling"),
+        ("flash_naive", "naive peer"),
+        ("flash_group", "group-commit peer"),
+    ):
         run = results.get(key)
         if run:
             lines.append(
@@ -161,6 +166,12 @@ def render(
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "
         "backend's default event store is), one connection behind a lock.",
+        "- The group-commit peer: `bench.servers group`, the same server handing each FlashBuy "
+        "to one writer thread and waiting; the writer decides what has queued up against a "
+        "counter and commits the batch's order ids in one transaction on the same kind of "
+        "SQLite file before it answers. It is the backend's flash path without event "
+        "sourcing, domain model or error map: the gap between it and the transport ceiling is "
+        "what waiting for a shared durable commit costs a thread-per-call Python server.",
         "- The compose shape: the same flash sale once more against two `services.cli run` "
         "processes on a fresh data directory, one with `RETAIL_ROLES=api`, one with "
         "`RETAIL_ROLES=relay,projector` (topics and consumer group of their own), to show "

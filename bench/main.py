@@ -331,6 +331,24 @@ class Bench:
         finally:
             self.children.stop(server)
 
+    def group_phase(self) -> None:
+        s = self.sizes
+        db = self.work / "group" / "sold.sqlite"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        server, target = start_server(
+            self.children,
+            {"mode": "group", "workers": s.grpc_workers, "units": s.flash_units, "db": str(db)},
+            self.logs / "group-server.log",
+        )  # fmt: skip
+        try:
+            with cpu_use(server.pid) as cpu:
+                self.results["flash_group"] = self.load(
+                    self.flash_spec(target, "group"), "flash-group", s.flash_seconds + 120
+                )
+            self.results["flash_group"]["server_cores"] = cpu.get("cores", 0.0)
+        finally:
+            self.children.stop(server)
+
     # The pipeline's stages on their own
 
     def pipeline_phase(self) -> None:
@@ -363,6 +381,7 @@ class Bench:
             self.phase("flash sale, roles in two processes", self.split_phase)
         self.phase("transport ceiling (no-op gRPC server)", self.ceiling_phase)
         self.phase("naive peer (SQLite UPDATE server)", self.naive_phase)
+        self.phase("group-commit peer (one writer thread, plain SQLite)", self.group_phase)
         self.phase("pipeline stages", self.pipeline_phase)
 
     def stop(self) -> None:

@@ -59,6 +59,15 @@ def flash_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[R
         rows.append(Row(name, figure, baseline, _ratio(rate, base), "> 1.00", _met(rate > base)))
     else:
         rows.append(_failed(name + " vs naive peer", errors, "naive peer"))
+    group = results.get("flash_group")
+    if group:
+        base = group["confirmed_per_second"]
+        baseline = (
+            f"group-commit peer {_n(base)} confirmed/s (no event sourcing: one writer thread, "
+            f"one plain SQLite commit per batch; {_ratio(base, ceiling['rate'] if ceiling else 0)}"
+            " of the ceiling)"
+        )
+        rows.append(Row(name, figure, baseline, _ratio(rate, base), "-", "-"))
     split = results.get("flash_split")
     if split:
         rows.append(_split_row(split, ceiling, sizes))

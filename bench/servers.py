@@ -7,6 +7,8 @@
 - `naive`: the naive peer. FlashBuy backed by one SQL statement on a SQLite file in WAL mode
   (the kind of file the backend's default event store is):
   `UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0`, committed per call.
+- `group`: the group-commit peer. FlashBuy handed to one writer thread that commits each
+  batch's order ids in one SQLite transaction before answering (GroupCommitOrders).
 
 Spec (JSON, the one argument): {"mode", "port", "workers", "units", "db", "stock_response_hex",
 "naive_connections": "shared" | "per_thread"}. Prints "ready" once serving; stops on SIGINT
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import signal
 import sqlite3
 import sys
@@ -111,6 +114,64 @@ class NaiveOrders:
         )
 
 
+class GroupCommitOrders:
+    """The least a durable answer needs in a thread-per-call server: each call hands its
+    purchase to one writer thread and waits; the writer decides what has queued up against a
+    counter and commits the batch's order ids in one SQLite transaction (WAL, default
+    synchronous) before it answers. No event sourcing, no domain: what remains is the cost of
+    waiting for a shared commit."""
+
+    def __init__(self, db: str, units: int) -> None:
+        self.left = units
+        self.position = 0
+        self._inbox: queue.SimpleQueue[tuple[str, threading.Lock, list[int]]] = queue.SimpleQueue()
+        self._conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS sold (batch INTEGER, orders TEXT)")
+        threading.Thread(target=self._write, daemon=True).start()
+
+    def _write(self) -> None:
+        while True:
+            batch = [self._inbox.get()]
+            while True:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            sold = []
+            for order_id, _, answer in batch:
+                if self.left > 0:
+                    self.left -= 1
+                    sold.append(order_id)
+                    answer.append(self.left)
+            if sold:
+                self.position += 1
+                self._conn.execute("BEGIN")
+                self._conn.execute(
+                    "INSERT INTO sold VALUES (?, ?)", (self.position, json.dumps(sold))
+                )
+                self._conn.execute("COMMIT")
+            for _, done, _ in batch:
+                done.release()
+
+    def FlashBuy(
+        self, request: order_pb2.FlashBuyRequest, context: grpc.ServicerContext
+    ) -> order_pb2.FlashBuyResponse:
+        done, answer = threading.Lock(), list[int]()
+        done.acquire()
+        self._inbox.put((request.order_id, done, answer))
+        done.acquire(timeout=30)
+        return order_pb2.FlashBuyResponse(
+            order_id=request.order_id,
+            outcome=order_pb2.FLASH_OUTCOME_CONFIRMED
+            if answer
+            else order_pb2.FLASH_OUTCOME_SOLD_OUT,
+            quantity=request.quantity or 1,
+            remaining=answer[0] if answer else 0,
+            position=self.position,
+        )
+
+
 def _service(
     name: str, methods: dict[str, tuple[Any, Any, Any]]
 ) -> grpc.GenericRpcHandler[Any, Any]:
@@ -149,6 +210,9 @@ def serve(spec: dict[str, Any]) -> None:
                 _service(STOCK, {"GetStock": (stock.GetStock, *GET_STOCK)}),
             )
         )
+    elif spec["mode"] == "group":
+        group = GroupCommitOrders(spec["db"], int(spec["units"]))
+        server.add_generic_rpc_handlers((_service(ORDERS, {"FlashBuy": (group.FlashBuy, *FLASH)}),))
     elif spec["mode"] == "naive":
         naive_orders = NaiveOrders(
             spec["db"], spec["sku"], int(spec["units"]),

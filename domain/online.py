@@ -243,10 +243,65 @@ class Campaign(Aggregate):
 
 
 FLASH_BOUGHT = "retail.FlashOrder.Bought"
+FLASH_BATCH = "retail.FlashBatch.Confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class FlashLine:
+    """One confirmed flash-sale purchase inside a batch."""
+
+    order_id: str
+    member: str
+    quantity: int
+    campaign: str
+
+
+class FlashBatch(Aggregate):
+    """The purchases one commit of a flash-sale desk confirmed, for one SKU at one location.
+
+    One event per batch instead of one aggregate per purchase: the desk decides hundreds of
+    purchases per commit, and a purchase costs a list entry instead of an aggregate, a stored
+    event and a Kafka message. Order ids stay unique because one desk owns each SKU and knows
+    every order id confirmed before (see services/flash.py).
+    """
+
+    TOPIC = "retail.FlashBatch"
+
+    class Created(Aggregate.Created):
+        TOPIC = "retail.FlashBatch.Created"
+
+    @event("Confirmed", topic=FLASH_BATCH)
+    def __init__(
+        self,
+        sku: str,
+        location: str,
+        unit_price: Money,
+        tax_rate_bp: int,
+        orders: list[list[str | int]],
+    ) -> None:
+        self.sku = sku
+        self.location = location
+        self.unit_price = unit_price
+        self.tax_rate_bp = tax_rate_bp
+        self.orders = orders
+
+    @staticmethod
+    def rows(lines: list[FlashLine]) -> list[list[str | int]]:
+        """The lines as the event stores them (plain lists keep the stored JSON small)."""
+        return [[line.order_id, line.member, line.quantity, line.campaign] for line in lines]
+
+    @staticmethod
+    def lines(rows: list[list[str | int]]) -> list[FlashLine]:
+        return [FlashLine(str(o), str(m), int(q), str(c)) for o, m, q, c in rows]
+
+    @property
+    def reference(self) -> str:
+        return f"flash-batch:{self.id}"
 
 
 class FlashOrder(Aggregate):
-    """A confirmed flash-sale purchase; its id (from the shop's order id) makes retries safe."""
+    """A confirmed flash-sale purchase, as written before purchases were saved in batches: old
+    event stores still hold these, so they are still read (never written any more)."""
 
     TOPIC = "retail.FlashOrder"
 

@@ -252,6 +252,18 @@ def _online_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     ]  # fmt: skip
 
 
+def _flash_batch_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    """One online fact per purchase, like a purchase saved on its own (tax per order)."""
+    batch = envelope.flash_batch_confirmed
+    price, currency = batch.unit_price.minor_units, batch.unit_price.currency
+    return [
+        _fact(envelope, i, "online", order.order_id, batch.location, "", "", batch.sku,
+              order.campaign, order.quantity, price * order.quantity, 0, batch.tax_rate_bp,
+              currency, False)
+        for i, order in enumerate(batch.orders)
+    ]  # fmt: skip
+
+
 def _shift_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
     if envelope.HasField("shift_opened"):
         opened = envelope.shift_opened
@@ -308,6 +320,7 @@ FINANCE_BUILDERS: dict[str, Callable[[events_pb2.EventEnvelope], list[Row]]] = {
     "sale_recorded": lambda e: [*_sale_view(e), *_sale_facts(e)],
     "sale_returned": lambda e: [*_return_view(e), *_return_facts(e)],
     "flash_order_confirmed": _online_facts,
+    "flash_batch_confirmed": _flash_batch_facts,
     "shift_opened": _shift_rows,
     "shift_closed": _shift_rows,
     "business_day_closed": _day_closed,

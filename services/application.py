@@ -158,6 +158,8 @@ class RetailApp(Application[UUID]):
         self.clock = clock or (lambda: datetime.now(UTC))
         # Set after every save, so the relay wakes without polling the event store.
         self.new_events = threading.Event()
+        # The version of each stock item as this process last saved it, by (sku, location).
+        self.stock_versions: dict[tuple[str, str], int] = {}
         # A SKU never changes once registered, nor a location's kind: kept here after the
         # first read, the hot paths skip a store read per call (the repository's cache still
         # asks the store for newer events on every get).
@@ -839,6 +841,11 @@ class RetailApp(Application[UUID]):
 
     def _save(self, *aggregates: Aggregate) -> int:
         recordings = self.save(*aggregates)
+        for aggregate in aggregates:
+            if isinstance(aggregate, StockItem):
+                # Flash desks keep their stock item in memory; this tells them when a command
+                # of this process moved it (one from elsewhere shows as a lost race or by age).
+                self.stock_versions[aggregate.sku, aggregate.location] = aggregate.version
         self.new_events.set()
         return max(r.notification.id for r in recordings)
 

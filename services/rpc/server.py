@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -31,7 +32,7 @@ from protos.retail.v1 import (
 )
 from services.application import RetailApp
 from services.flash import FlashSales
-from services.rpc.errors import ErrorMappingInterceptor
+from services.rpc.errors import guarded
 from services.rpc.reports import FinanceServicer, SalesServicer
 from services.rpc.servicers import (
     CatalogServicer,
@@ -85,20 +86,43 @@ def create_server(
     """Builds and starts the server; bind port 0 to let the OS choose (tests)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorMappingInterceptor()],
         options=[("grpc.so_reuseport", 0)],
     )
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
-    location_pb2_grpc.add_LocationServiceServicer_to_server(LocationServicer(app), server)
-    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(app), server)
-    order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app, flash), server)
-    pos_pb2_grpc.add_PosServiceServicer_to_server(PosServicer(app), server)
-    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(queries, progress, app), server)
+
+    def service(module: Any, name: str) -> Any:
+        return module.DESCRIPTOR.services_by_name[name]
+
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
+        guarded(CatalogServicer(app), service(catalog_pb2, "CatalogService")), server
+    )
+    location_pb2_grpc.add_LocationServiceServicer_to_server(
+        guarded(LocationServicer(app), service(location_pb2, "LocationService")), server
+    )
+    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(
+        guarded(InventoryServicer(app), service(inventory_pb2, "InventoryService")), server
+    )
+    order_pb2_grpc.add_OrderServiceServicer_to_server(
+        guarded(OrderServicer(app, flash), service(order_pb2, "OrderService")), server
+    )
+    pos_pb2_grpc.add_PosServiceServicer_to_server(
+        guarded(PosServicer(app), service(pos_pb2, "PosService")), server
+    )
+    stock_pb2_grpc.add_StockServiceServicer_to_server(
+        guarded(StockServicer(queries, progress, app), service(stock_pb2, "StockService")), server
+    )
     sales_pb2_grpc.add_SalesServiceServicer_to_server(
-        SalesServicer(SalesQueries(queries.engine), progress), server
+        guarded(
+            SalesServicer(SalesQueries(queries.engine), progress),
+            service(sales_pb2, "SalesService"),
+        ),
+        server,
     )
     finance_pb2_grpc.add_FinanceServiceServicer_to_server(
-        FinanceServicer(app, FinanceQueries(queries.engine), progress), server
+        guarded(
+            FinanceServicer(app, FinanceQueries(queries.engine), progress),
+            service(finance_pb2, "FinanceService"),
+        ),
+        server,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,6 +1,6 @@
 """gRPC servicers of retail.v1: translate, call one use case or query, translate back.
 
-No try/except here: the interceptor in services.rpc.errors maps every refusal to its status.
+No try/except here: services.rpc.errors.guarded maps every refusal to its status.
 """
 
 from __future__ import annotations

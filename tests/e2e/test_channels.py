@@ -20,6 +20,7 @@ from protos.retail.v1 import (
     order_pb2,
     order_pb2_grpc,
     pos_pb2,
+    stock_pb2,
 )
 from tests.e2e.conftest import Client
 
@@ -148,7 +149,7 @@ def test_a_popup_is_stocked_by_transfer_sells_sends_leftovers_back_and_closes(
         locations.ClosePopup(location_pb2.ClosePopupRequest(location=POPUP, final_count={sku: 5}))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "transfer leftovers out first" in (refused.value.details() or "")
-    inventory.DispatchTransfer(
+    back = inventory.DispatchTransfer(
         inventory_pb2.DispatchTransferRequest(
             transfer_id="TR-BACK", from_location=POPUP, to_location=WAREHOUSE,
             lines=[common_pb2.SkuQuantity(sku=sku, quantity=5)],
@@ -158,7 +159,11 @@ def test_a_popup_is_stocked_by_transfer_sells_sends_leftovers_back_and_closes(
         location_pb2.ClosePopupRequest(location=POPUP, final_count={sku: 0})
     )
     assert closed.status == common_pb2.POPUP_STATUS_CLOSED
-    view = client.wait_for_stock(sku, 10)  # 10 on hand at the warehouse, 5 on their way back
+    # Read-your-writes: the total alone (10) was also true right after the first dispatch.
+    view = client.stocks.GetStock(
+        stock_pb2.GetStockRequest(sku=sku, min_position=back.position), timeout=30
+    )
+    assert view.total_on_hand == 10  # 10 on hand at the warehouse, 5 on their way back
     assert {row.location: row.on_hand for row in view.locations}[POPUP] == 0
     warehouse = {row.location: row.levels for row in view.locations}[WAREHOUSE]
     assert (warehouse.on_hand, warehouse.incoming) == (10, 5)

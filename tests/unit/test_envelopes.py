@@ -3,7 +3,7 @@ from __future__ import annotations
 from domain.values import LocationKind
 from protos.retail.v1 import common_pb2, events_pb2
 from services.application import RetailApp, SaleLineInput
-from services.bus import CATALOG_TOPIC, SALES_TOPIC, STOCK_TOPIC
+from services.bus import CATALOG_TOPIC, ORDERS_TOPIC, SALES_TOPIC, STOCK_TOPIC
 from services.envelopes import LocationFacts, Outgoing, to_outgoing
 
 
@@ -125,3 +125,30 @@ def test_every_event_of_a_published_stream_is_published_so_readers_see_no_false_
         versions.setdefault(envelope.stream_id, []).append(envelope.stream_version)
     for stream, seen in versions.items():
         assert seen == list(range(1, len(seen) + 1)), stream
+
+
+def test_a_flash_batch_is_one_envelope_and_one_online_fact_per_purchase(app: RetailApp) -> None:
+    from projections.builders import FINANCE_BUILDERS  # noqa: PLC0415
+    from services.flash import FlashSales  # noqa: PLC0415
+
+    app.receive_stock("TINA-30", "ONLINE", 5, "DN")
+    flash = FlashSales(app)
+    try:
+        flash.buy("F-1", "TINA-30", "ONLINE", "", 2)
+    finally:
+        flash.stop()
+    out = published(app)
+    batch = next(o for o in out if o.envelope.HasField("flash_batch_confirmed"))
+    confirmed = batch.envelope.flash_batch_confirmed
+    assert batch.topic == ORDERS_TOPIC
+    assert [(o.order_id, o.quantity) for o in confirmed.orders] == [("F-1", 2)]
+    assert (confirmed.sku, confirmed.unit_price.minor_units) == ("TINA-30", 12800)
+    moved = [o.envelope.stock_moved for o in out if o.envelope.HasField("stock_moved")][-1]
+    assert (moved.reason, moved.quantity, moved.reference) == (
+        "sold_online", 2, f"flash-batch:{confirmed.batch_id}",
+    )  # fmt: skip
+    (fact,) = FINANCE_BUILDERS["flash_batch_confirmed"](batch.envelope)
+    assert (fact.values["sale_id"], fact.values["units"], fact.values["gross_minor"]) == (
+        "F-1", 2, 2 * 12800,
+    )  # fmt: skip
+    assert fact.values["channel"] == "online"

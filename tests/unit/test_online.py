@@ -17,7 +17,7 @@ from domain.errors import (
     NotLaunchedError,
     ReservationExpiredError,
 )
-from domain.online import ReservedLine
+from domain.online import FLASH_BATCH, ReservedLine
 from domain.values import CampaignKind, ReservationStatus
 from services.application import RetailApp
 from services.flash import FlashSales, Outcome
@@ -229,3 +229,66 @@ def test_a_flash_sale_answers_limit_reached_past_the_member_limit(app: RetailApp
     finally:
         flash.stop()
     assert outcomes == [Outcome.CONFIRMED, Outcome.CONFIRMED, Outcome.LIMIT_REACHED]
+
+
+def test_a_flash_sale_sells_again_after_a_restock(app: RetailApp) -> None:
+    app.receive_stock("TINA-30", "ONLINE", 1, "DN-1")
+    flash = FlashSales(app)
+    try:
+        assert flash.buy("F-1", "TINA-30", "ONLINE", "", 1).outcome is Outcome.CONFIRMED
+        assert flash.buy("F-2", "TINA-30", "ONLINE", "", 1).outcome is Outcome.SOLD_OUT
+        app.receive_stock("TINA-30", "ONLINE", 2, "DN-2")  # the desk holds the item in memory
+        assert flash.buy("F-3", "TINA-30", "ONLINE", "", 2).outcome is Outcome.CONFIRMED
+    finally:
+        flash.stop()
+    assert levels(app) == (0, 0, 0)
+
+
+def test_a_batch_of_flash_purchases_is_one_event_and_one_movement(app: RetailApp) -> None:
+    app.receive_stock("TINA-30", "ONLINE", 40, "DN-1")
+    before = head(app)
+    flash = FlashSales(app)
+    go = threading.Barrier(8)
+
+    def buyer(n: int) -> None:
+        go.wait()
+        flash.buy(f"F-{n}", "TINA-30", "ONLINE", "", 1)
+
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    decided_in = flash_batches(flash)
+    flash.stop()
+    written = app.recorder.select_notifications(start=before, limit=100, inclusive_of_start=False)
+    batches = [n for n in written if n.topic == FLASH_BATCH]
+    moves = [app.mapper.to_domain_event(n) for n in written if n.topic.endswith("StockItem.Moved")]
+    assert len(batches) == len(moves) == decided_in
+    orders = [row[0] for n in batches for row in app.mapper.to_domain_event(n).orders]  # type: ignore[attr-defined]
+    assert sorted(orders) == sorted(f"F-{n}" for n in range(8))
+    assert sum(move.quantity for move in moves) == 8  # type: ignore[attr-defined]
+    assert levels(app) == (32, 0, 32)
+
+
+def test_a_restarted_flash_desk_answers_a_retry_from_the_saved_batches(app: RetailApp) -> None:
+    app.receive_stock("TINA-30", "ONLINE", 2, "DN-1")
+    first = FlashSales(app)
+    try:
+        bought = first.buy("F-1", "TINA-30", "ONLINE", "M-1", 2)
+    finally:
+        first.stop()
+    again = FlashSales(app)  # as after a restart: nothing in memory
+    try:
+        retry = again.buy("F-1", "TINA-30", "ONLINE", "M-1", 2)
+        with pytest.raises(AlreadyExistsError):
+            again.buy("F-1", "MILO-KEY", "ONLINE", "M-1", 1)
+    finally:
+        again.stop()
+    assert (retry.outcome, retry.replayed) == (Outcome.CONFIRMED, True)
+    assert retry.position >= bought.position
+    assert levels(app) == (0, 0, 0)
+
+
+def flash_batches(flash: FlashSales) -> int:
+    return sum(desk.batches for desk in flash._desks.values())
