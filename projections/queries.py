@@ -60,6 +60,11 @@ _SKU_KNOWN = select(SkuView.__table__.c.sku).where(SkuView.__table__.c.sku == bi
 _VIEW_POSITION = select(func.min(_OFFSET.c.position)).where(
     _OFFSET.c.consumer_group == bindparam("group")
 )
+# Every projector commit moves at least one partition's next offset, so the sum changes with
+# every change to any view: a version for caching answers.
+_VIEW_VERSION = select(func.min(_OFFSET.c.position), func.sum(_OFFSET.c.next_offset)).where(
+    _OFFSET.c.consumer_group == bindparam("group")
+)
 
 
 def _rows() -> Select[Any]:
@@ -224,6 +229,12 @@ class ProgressQueries:
         with self.engine.connect() as conn:
             reached = conn.execute(_VIEW_POSITION, {"group": self.group}).scalar()
         return int(reached or 0)
+
+    def version(self) -> tuple[int, int]:
+        """(view position, a number that changes with every projector commit)."""
+        with self.engine.connect() as conn:
+            position, offsets = conn.execute(_VIEW_VERSION, {"group": self.group}).one()
+        return int(position or 0), int(offsets or 0)
 
     def wait_for(self, position: int, timeout: float) -> int:
         """Waits until the views are complete up to `position`; answers where they are."""

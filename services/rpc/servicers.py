@@ -420,6 +420,10 @@ class PosServicer(pos_pb2_grpc.PosServiceServicer):
 
 
 MAX_WAIT = 10.0
+# GetStock without min_position: how old the views' version may be (seconds), and how many
+# answers are kept before the cache starts over.
+STOCK_VERSION_FRESH_FOR = 0.02
+MAX_KEPT_ANSWERS = 50_000
 WATCH_POLL = 0.1
 
 
@@ -455,13 +459,46 @@ def _page_key(token: str) -> tuple[str, str] | None:
     return sku, location
 
 
+class _RecentVersion:
+    """The views' version, read from the database at most once per `fresh_for` seconds."""
+
+    def __init__(self, progress: ProgressQueries, fresh_for: float) -> None:
+        self.progress = progress
+        self.fresh_for = fresh_for
+        self._read: tuple[float, tuple[int, int]] = (-1e9, (0, 0))
+
+    def get(self) -> tuple[int, int]:
+        read_at, version = self._read
+        now = time.monotonic()
+        if now - read_at > self.fresh_for:
+            version = self.progress.version()
+            self.offer(version, now)
+        return version
+
+    def offer(self, version: tuple[int, int], at: float | None = None) -> None:
+        """Takes a version read elsewhere (after a min_position wait) if it is newer, so a
+        caller who waited for its write does not read an older answer next."""
+        if version[1] >= self._read[1][1]:
+            self._read = (time.monotonic() if at is None else at, version)
+
+
 class StockServicer(stock_pb2_grpc.StockServiceServicer):
+    """Stock queries. GetStock answers are kept per (sku, location) with the views' version
+    they were built from and served again until a projector commit changes the version. A
+    call without min_position reads the version at most every STOCK_VERSION_FRESH_FOR seconds,
+    so its answer may trail the views by that much more (its view_position says where it is);
+    a call with min_position always reads it after the wait. Measured with 64 callers: 608
+    calls/s with a query per call, see docs/benchmarks.md for the cached figure."""
+
     def __init__(
         self, queries: StockQueries, progress: ProgressQueries, app: RetailApp | None
     ) -> None:
         self.queries = queries
         self.progress = progress
         self.app = app
+        self._recent = _RecentVersion(progress, STOCK_VERSION_FRESH_FOR)
+        self._answers: dict[tuple[str, str], tuple[tuple[int, int], stock_pb2.GetStockResponse]]
+        self._answers = {}
 
     def GetPipelineStatus(
         self, request: stock_pb2.GetPipelineStatusRequest, context: grpc.ServicerContext
@@ -486,7 +523,25 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
     def GetStock(
         self, request: stock_pb2.GetStockRequest, context: grpc.ServicerContext
     ) -> stock_pb2.GetStockResponse:
-        reached = self._reached(request.min_position, context)
+        if request.min_position:
+            self.progress.wait_for(request.min_position, wait_budget(context))
+            version = self.progress.version()
+            self._recent.offer(version)
+        else:
+            version = self._recent.get()
+        key = (request.sku, request.location)
+        kept = self._answers.get(key)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        response = self._build_stock(request, version[0])
+        if len(self._answers) >= MAX_KEPT_ANSWERS:
+            self._answers.clear()
+        self._answers[key] = (version, response)
+        return response
+
+    def _build_stock(
+        self, request: stock_pb2.GetStockRequest, reached: int
+    ) -> stock_pb2.GetStockResponse:
         snapshot = self.queries.get_stock(request.sku, request.location)
         if not snapshot.known:
             # The view may trail a registration; the write side has the last word on existence.

@@ -101,3 +101,15 @@ def test_watching_a_sku_streams_its_changes_as_the_views_apply_them(
     client.sell(SKU, "STORE-BJ-0001", 3, sale="W-1")
     reader.join(timeout=30)
     assert seen[0] == 10 and seen[-1] == 7
+
+
+def test_a_kept_stock_answer_gives_way_to_the_next_projected_write(client: Client) -> None:
+    first = client.receive(SKU, "STORE-SH-0001", 7)
+    settle(client, first.position)
+    before = client.stock(SKU, "STORE-SH-0001")
+    assert client.stock(SKU, "STORE-SH-0001").locations == before.locations
+    sale = client.sell(SKU, "STORE-SH-0001", 2, sale="CACHE-1")
+    settle(client, sale.position)
+    after = client.stock(SKU, "STORE-SH-0001")  # no min_position: still sees the waited-for write
+    assert after.view_position >= sale.position
+    assert after.locations[0].on_hand == before.locations[0].on_hand - 2
