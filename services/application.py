@@ -216,6 +216,10 @@ class RetailApp(Application[UUID]):
             self._skus[code] = sku
         return sku
 
+    def knows_sku(self, code: str) -> bool:
+        """Whether get_sku answers from memory (no store read)."""
+        return code in self._skus
+
     def location_kind(self, code: str) -> LocationKind:
         kind = self._kinds.get(code)
         if kind is None:

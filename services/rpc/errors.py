@@ -3,6 +3,7 @@ servicer when the server is built (`guarded`)."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
 from google.protobuf.descriptor import ServiceDescriptor
+from grpc import aio
 from sqlalchemy.exc import OperationalError as ViewsOperationalError
 
 from domain.errors import (
@@ -54,19 +56,36 @@ def status_for(error: BaseException) -> grpc.StatusCode | None:
     return None
 
 
-def _guard(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+def _refusal(error: Exception, behavior: object) -> tuple[grpc.StatusCode, str]:
+    """The status and message a failed call answers."""
+    code = status_for(error)
+    if code is None:
+        log.exception("unexpected error in %s", getattr(behavior, "__name__", behavior))
+        return grpc.StatusCode.INTERNAL, "internal error; it has been logged"
+    if code is grpc.StatusCode.UNAVAILABLE and not isinstance(error, ViewsBehindError):
+        log.warning("dependency unavailable: %s", error)
+        return code, f"a dependency is unavailable, retry shortly: {error}"
+    return code, str(error)
+
+
+def _guard(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(behavior):
+
+        async def guarded_async(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await behavior(request, context)
+            except Exception as error:
+                code, message = _refusal(error, behavior)
+            await context.abort(code, message)
+
+        return guarded_async
+
     def guarded(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return behavior(request, context)
         except Exception as error:
-            code = status_for(error)
-            if code is None:
-                log.exception("unexpected error in %s", getattr(behavior, "__name__", behavior))
-                context.abort(grpc.StatusCode.INTERNAL, "internal error; it has been logged")
-            if code is grpc.StatusCode.UNAVAILABLE and not isinstance(error, ViewsBehindError):
-                log.warning("dependency unavailable: %s", error)
-                context.abort(code, f"a dependency is unavailable, retry shortly: {error}")
-            context.abort(code, str(error))
+            code, message = _refusal(error, behavior)
+        context.abort(code, message)
 
     return guarded
 

@@ -5,12 +5,15 @@ No try/except here: services.rpc.errors.guarded maps every refusal to its status
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import grpc
+from grpc import aio
 
 from domain.catalog import Location, PopupDetails, Sku, SkuTerms
 from domain.errors import InvalidValueError, UnknownSkuError
@@ -288,13 +291,14 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.Reservation:
         return _reservation_out(self.app.get_reservation(request.order_id))
 
-    def FlashBuy(
-        self, request: order_pb2.FlashBuyRequest, context: grpc.ServicerContext
+    async def FlashBuy(
+        self, request: order_pb2.FlashBuyRequest, context: aio.ServicerContext[Any, Any]
     ) -> order_pb2.FlashBuyResponse:
+        """On the server's event loop: the buyer waits for its desk without a thread."""
         remaining = context.time_remaining()
         timeout = min(remaining, 30.0) if remaining is not None else 30.0
         return _flash_out(
-            self.flash.buy(
+            await self.flash.buy_async(
                 request.order_id, request.sku, request.location, request.member_id,
                 request.quantity or 1, request.campaign, timeout=timeout,
             )
@@ -427,7 +431,7 @@ MAX_KEPT_ANSWERS = 50_000
 WATCH_POLL = 0.1
 
 
-def wait_budget(context: grpc.ServicerContext) -> float:
+def wait_budget(context: grpc.ServicerContext | aio.ServicerContext[Any, Any]) -> float:
     remaining = context.time_remaining()
     if remaining is None:
         return MAX_WAIT
@@ -466,6 +470,9 @@ class _RecentVersion:
         self.progress = progress
         self.fresh_for = fresh_for
         self._read: tuple[float, tuple[int, int]] = (-1e9, (0, 0))
+
+    def is_fresh(self) -> bool:
+        return time.monotonic() - self._read[0] <= self.fresh_for
 
     def get(self) -> tuple[int, int]:
         read_at, version = self._read
@@ -520,24 +527,35 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             return self.progress.wait_for(min_position, wait_budget(context))
         return self.progress.view_position()
 
-    def GetStock(
-        self, request: stock_pb2.GetStockRequest, context: grpc.ServicerContext
+    async def GetStock(
+        self, request: stock_pb2.GetStockRequest, context: aio.ServicerContext[Any, Any]
     ) -> stock_pb2.GetStockResponse:
+        """On the server's event loop: a kept answer is served there; the database is read
+        in the loop's thread pool."""
+        loop = asyncio.get_running_loop()
         if request.min_position:
-            self.progress.wait_for(request.min_position, wait_budget(context))
-            version = self.progress.version()
-            self._recent.offer(version)
-        else:
+            version = await loop.run_in_executor(
+                None, self._version_after, request.min_position, wait_budget(context)
+            )
+        elif self._recent.is_fresh():
             version = self._recent.get()
+        else:
+            version = await loop.run_in_executor(None, self._recent.get)
         key = (request.sku, request.location)
         kept = self._answers.get(key)
         if kept is not None and kept[0] == version:
             return kept[1]
-        response = self._build_stock(request, version[0])
+        response = await loop.run_in_executor(None, self._build_stock, request, version[0])
         if len(self._answers) >= MAX_KEPT_ANSWERS:
             self._answers.clear()
         self._answers[key] = (version, response)
         return response
+
+    def _version_after(self, min_position: int, budget: float) -> tuple[int, int]:
+        self.progress.wait_for(min_position, budget)
+        version = self.progress.version()
+        self._recent.offer(version)
+        return version
 
     def _build_stock(
         self, request: stock_pb2.GetStockRequest, reached: int
@@ -605,16 +623,27 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
             response.rows.add(sku=row.sku, stock=_location_stock_out(row))
         return response
 
-    def WatchStock(
-        self, request: stock_pb2.WatchStockRequest, context: grpc.ServicerContext
-    ) -> Iterator[stock_pb2.StockChanged]:
+    def _changes(self, sku: str, location: str, after: int) -> list[LocationStock]:
+        return list(self.queries.changes(sku, location, after))
+
+    async def WatchStock(
+        self, request: stock_pb2.WatchStockRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[stock_pb2.StockChanged]:
+        """On the server's event loop (no thread held per watcher); ends when the caller
+        cancels or the server stops."""
         if not request.sku and not request.location:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sku or location: name at least one")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "sku or location: name at least one"
+            )
+        loop = asyncio.get_running_loop()
         after = -1
-        while context.is_active():
-            for row in self.queries.changes(request.sku, request.location, after):
+        while True:
+            rows = await loop.run_in_executor(
+                None, self._changes, request.sku, request.location, after
+            )
+            for row in rows:
                 after = max(after, row.position)
                 yield stock_pb2.StockChanged(
                     sku=row.sku, stock=_location_stock_out(row), position=row.position
                 )
-            time.sleep(WATCH_POLL)
+            await asyncio.sleep(WATCH_POLL)
