@@ -211,6 +211,7 @@ class _Pos:
     rng: random.Random
     retries: int = 0
     receipts: list[tuple[float, int]] = field(default_factory=list)  # (answered at, position)
+    sample: bytes = b""  # one receipt as sent, for the no-op server's answer
 
     async def sell(self, index: int) -> str:
         terminal, location = self.terminals[index % len(self.terminals)]
@@ -230,6 +231,8 @@ class _Pos:
                     continue
                 raise
             self.receipts.append((time.perf_counter(), receipt.position))
+            if not self.sample:
+                self.sample = receipt.SerializeToString()
             return "ok"
         return "gave_up"  # not reached: the last attempt raises
 
@@ -248,7 +251,29 @@ async def pos_closed(spec: dict[str, Any]) -> dict[str, Any]:
         run = await closed_loop(
             pos.sell, int(spec["max_sales"]), int(spec["concurrency"]), float(spec["seconds"])
         )
-    return {**run.summary(), "retries": pos.retries}
+        visible = None
+        if spec.get("until_visible") and pos.receipts:
+            # End to end: until the views (stock and finance, one projector) have applied
+            # the last sale posted.
+            last = max(position for _, position in pos.receipts)
+            stock: Any = stock_pb2_grpc.StockServiceStub(channel)
+            deadline = time.perf_counter() + float(spec.get("settle_seconds", 60))
+            while time.perf_counter() < deadline:
+                status = await stock.GetPipelineStatus(
+                    stock_pb2.GetPipelineStatusRequest(), timeout=10
+                )
+                if status.view_position >= last:
+                    visible = time.perf_counter() - run.started
+                    break
+                await asyncio.sleep(0.01)
+    done = sum(run.outcomes.values())
+    return {
+        **run.summary(),
+        "retries": pos.retries,
+        "visible_seconds": visible,
+        "end_to_end_rate": done / visible if visible else 0.0,
+        "sample_hex": pos.sample.hex() if pos.sample else "",
+    }
 
 
 async def pos_open(spec: dict[str, Any]) -> dict[str, Any]:

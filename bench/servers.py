@@ -7,6 +7,8 @@
 - `naive`: the naive peer. FlashBuy backed by one SQL statement on a SQLite file in WAL mode
   (the kind of file the backend's default event store is):
   `UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0`, committed per call.
+- `noop_aio`: the same no-op methods as coroutines on a grpc.aio server (the backend's kind
+  of server); the table's ceiling is the faster of the two.
 - `group`: the group-commit peer. FlashBuy handed to one writer thread that commits each
   batch's order ids in one SQLite transaction before answering (GroupCommitOrders).
 
@@ -17,6 +19,8 @@ or SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import queue
@@ -28,8 +32,9 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from grpc import aio
 
-from protos.retail.v1 import order_pb2, stock_pb2
+from protos.retail.v1 import order_pb2, pos_pb2, stock_pb2
 
 
 class NoopOrders:
@@ -60,6 +65,16 @@ class NoopStock:
     def GetStock(
         self, request: stock_pb2.GetStockRequest, context: grpc.ServicerContext
     ) -> stock_pb2.GetStockResponse:
+        return self.canned
+
+
+class NoopPos:
+    def __init__(self, canned: bytes) -> None:
+        self.canned = pos_pb2.SaleReceipt.FromString(canned)
+
+    def RecordSale(
+        self, request: pos_pb2.RecordSaleRequest, context: grpc.ServicerContext
+    ) -> pos_pb2.SaleReceipt:
         return self.canned
 
 
@@ -192,24 +207,67 @@ def _service(
 
 ORDERS = "retail.v1.OrderService"
 STOCK = "retail.v1.StockService"
+POS = "retail.v1.PosService"
+RECORD_SALE = (pos_pb2.RecordSaleRequest, pos_pb2.SaleReceipt)
 FLASH = (order_pb2.FlashBuyRequest, order_pb2.FlashBuyResponse)
 GET_STOCK = (stock_pb2.GetStockRequest, stock_pb2.GetStockResponse)
 
 
+def _noop_handlers(spec: dict[str, Any], coroutines: bool = False) -> tuple[Any, ...]:
+    orders = NoopOrders(int(spec["units"]))
+    stock = NoopStock(bytes.fromhex(spec.get("stock_response_hex", "")))
+    pos = NoopPos(bytes.fromhex(spec.get("receipt_hex", "")))
+    behaviours: list[Any] = [orders.FlashBuy, stock.GetStock, pos.RecordSale]
+    if coroutines:
+        behaviours = [_as_coroutine(b) for b in behaviours]
+    flash_buy, get_stock, record_sale = behaviours
+    return (
+        _service(ORDERS, {"FlashBuy": (flash_buy, *FLASH)}),
+        _service(STOCK, {"GetStock": (get_stock, *GET_STOCK)}),
+        _service(POS, {"RecordSale": (record_sale, *RECORD_SALE)}),
+    )
+
+
+def _as_coroutine(behaviour: Any) -> Any:
+    async def answer(request: Any, context: Any) -> Any:
+        return behaviour(request, context)
+
+    return answer
+
+
+def serve_aio(spec: dict[str, Any]) -> None:
+    """`noop_aio`: the same no-op methods as coroutines on a grpc.aio server, the kind of
+    server the backend is."""
+
+    async def main() -> None:
+        server = aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers(_noop_handlers(spec, coroutines=True))
+        if server.add_insecure_port(f"127.0.0.1:{int(spec['port'])}") == 0:
+            raise SystemExit(f"cannot listen on port {spec['port']}")
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 3600)  # bounded even if nobody stops us
+        await server.stop(2)
+
+    asyncio.run(main())
+
+
 def serve(spec: dict[str, Any]) -> None:
+    if spec["mode"] == "noop_aio":
+        serve_aio(spec)
+        return
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=int(spec["workers"]), thread_name_prefix="grpc"),
         options=[("grpc.so_reuseport", 0)],
     )
     if spec["mode"] == "noop":
-        orders = NoopOrders(int(spec["units"]))
-        stock = NoopStock(bytes.fromhex(spec.get("stock_response_hex", "")))
-        server.add_generic_rpc_handlers(
-            (
-                _service(ORDERS, {"FlashBuy": (orders.FlashBuy, *FLASH)}),
-                _service(STOCK, {"GetStock": (stock.GetStock, *GET_STOCK)}),
-            )
-        )
+        server.add_generic_rpc_handlers(_noop_handlers(spec))
     elif spec["mode"] == "group":
         group = GroupCommitOrders(spec["db"], int(spec["units"]))
         server.add_generic_rpc_handlers((_service(ORDERS, {"FlashBuy": (group.FlashBuy, *FLASH)}),))
