@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -29,8 +30,16 @@ def run(
         "", help="Comma-separated subset of api,relay,projector (default: all)."
     ),
     address: str = typer.Option("", help="gRPC listen address (default 127.0.0.1:50051)."),
+    one_process: bool = typer.Option(
+        False,
+        "--one-process",
+        help="Run the relay and projector as threads of this process instead of a child "
+        "process (RETAIL_PIPELINE_PROCESS=0 does the same).",
+    ),
 ) -> None:
-    """Starts the backend (and a local Kafka broker unless RETAIL_KAFKA_BOOTSTRAP is set)."""
+    """Starts the backend (and a local Kafka broker unless RETAIL_KAFKA_BOOTSTRAP is set).
+
+    With every role, the relay and projector run in a child process of their own."""
     from services.runtime import Backend  # noqa: PLC0415 - keep `--help` fast
 
     logging.basicConfig(
@@ -43,6 +52,10 @@ def run(
             settings = settings.with_changes(roles=frozenset(r.strip() for r in roles.split(",")))
         if address:
             settings = settings.with_changes(grpc_address=address)
+        if one_process:
+            settings = settings.with_changes(pipeline_process=False)
+        elif "RETAIL_PIPELINE_PROCESS" not in os.environ:
+            settings = settings.with_changes(pipeline_process=True)
     except SettingsError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -63,7 +76,8 @@ def run(
             f"gRPC on {settings.grpc_address}; data in {settings.data_dir.resolve()}. Ctrl-C stops."
         )
         while not stop.wait(1.0):
-            pass
+            if backend.pipeline is not None:
+                backend.pipeline.check()
     except BrokerError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

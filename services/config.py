@@ -41,6 +41,9 @@ class Settings:
     seed_demo: bool = True
     # host:port of the Prometheus metrics endpoint; empty: none.
     metrics_address: str = ""
+    # With api and relay/projector roles: run the relay and projector in a child process of
+    # their own (each Python process has one GIL; the API's event loop keeps one to itself).
+    pipeline_process: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +84,7 @@ class Settings:
             roles=roles,
             seed_demo=get("SEED_DEMO", "1") not in ("0", "false", "no"),
             metrics_address=get("METRICS_ADDRESS", ""),
+            pipeline_process=get("PIPELINE_PROCESS", "0") not in ("0", "false", "no", ""),
         )
         if settings.event_store == "postgres" and not settings.postgres_dsn:
             raise SettingsError("RETAIL_EVENT_STORE=postgres needs RETAIL_POSTGRES_DSN")

@@ -107,7 +107,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGTERM to the broker if we die."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -235,7 +235,7 @@ class LocalKafka:
                 "-cp", classpath, "kafka.Kafka", str(props),
             ],
             stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for the parent-death signal
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - needed for the parent-death signal
         )  # fmt: skip
         console.close()
         try:

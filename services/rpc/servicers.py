@@ -545,11 +545,20 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         kept = self._answers.get(key)
         if kept is not None and kept[0] == version:
             return kept[1]
-        response = await loop.run_in_executor(None, self._build_stock, request, version[0])
+        version, response = await loop.run_in_executor(None, self._build_fresh, request)
         if len(self._answers) >= MAX_KEPT_ANSWERS:
             self._answers.clear()
         self._answers[key] = (version, response)
         return response
+
+    def _build_fresh(
+        self, request: stock_pb2.GetStockRequest
+    ) -> tuple[tuple[int, int], stock_pb2.GetStockResponse]:
+        """Reads the version, then the rows: the answer is at least as new as its version
+        says (a version read earlier may be older than rows read now)."""
+        version = self.progress.version()
+        self._recent.offer(version)
+        return version, self._build_stock(request, version[0])
 
     def _version_after(self, min_position: int, budget: float) -> tuple[int, int]:
         self.progress.wait_for(min_position, budget)

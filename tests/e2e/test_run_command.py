@@ -24,6 +24,28 @@ pytestmark = pytest.mark.kafka
 SKU, STORE = "MC26-MILO-PLUSH-30", "STORE-SH-0001"
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (from /proc: Linux, as the broker's set-up is)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def python_children(pid: int) -> list[int]:
+    """Children that are Python (the relay/projector process), not the broker's JVM."""
+    return [
+        child
+        for child in children(pid)
+        if "services.cli" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+    ]
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -83,8 +105,11 @@ def test_run_serves_the_spine_stops_on_ctrl_c_and_keeps_its_data(
     client.sell(SKU, STORE, 3)
     view = client.wait_for_stock(SKU, 7)
     assert view.total_on_hand == 7
+    assert run_command.process is not None
+    (pipeline,) = python_children(run_command.process.pid)  # the relay and projector
 
     assert run_command.interrupt() == 0, run_command.log.read_text()
+    assert not Path(f"/proc/{pipeline}").exists(), "the relay/projector process outlived `run`"
     assert not port_open(run_command.kafka_port), "the broker outlived `run`"
     assert not port_open(run_command.grpc_port)
 
@@ -95,4 +120,22 @@ def test_run_serves_the_spine_stops_on_ctrl_c_and_keeps_its_data(
     assert client.sell(SKU, STORE, 3).replayed
     with pytest.raises(grpc.RpcError):
         client.sell(SKU, STORE, 4)  # the sale id is taken: the sale survived the restart
+    assert run_command.interrupt() == 0
+
+
+def test_run_starts_the_relay_and_projector_again_when_their_process_dies(
+    run_command: RunCommand, connect: type[Client]
+) -> None:
+    run_command.start()
+    client = client_for(connect, run_command.grpc_port)
+    client.wait_serving(timeout=120)
+    client.receive(SKU, STORE, 10)
+    assert client.wait_for_stock(SKU, 10).total_on_hand == 10
+    assert run_command.process is not None
+    (pipeline,) = python_children(run_command.process.pid)
+    os.kill(pipeline, signal.SIGKILL)
+    client.sell(SKU, STORE, 4, sale="AFTER-KILL")  # written while nobody relays
+    assert client.wait_for_stock(SKU, 6, timeout=90).total_on_hand == 6
+    (again,) = python_children(run_command.process.pid)
+    assert again != pipeline
     assert run_command.interrupt() == 0

@@ -71,10 +71,15 @@ def test_receive_ten_sell_three_and_the_view_shows_seven_there_and_in_total(
     assert received.on_hand == 10
     receipt = client.sell(SKU, STORE, 3)
     assert receipt.total.minor_units == 3 * 12800 and not receipt.replayed
-    view = client.wait_for_stock(SKU, 7)
+    # Read-your-writes: an answer at or past the sale's position includes the sale. (An
+    # answer that shows the sale may still name an older position: the position is read
+    # before the rows, so it never claims more than they hold.)
+    view = client.stocks.GetStock(
+        stock_pb2.GetStockRequest(sku=SKU, min_position=receipt.position), timeout=30
+    )
+    assert view.view_position >= receipt.position
     assert view.total_on_hand == 7
     assert [(row.location, row.on_hand) for row in view.locations] == [(STORE, 7)]
-    assert view.view_position >= receipt.position
     assert client.stock(SKU, STORE).locations[0].on_hand == 7
 
 
