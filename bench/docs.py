@@ -25,7 +25,7 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
         ("flash sale, no-op grpc.aio server", None, "flash_ceiling_noop_aio"),
         ("flash sale, naive peer", None, "flash_naive"),
         ("flash sale, group-commit peer", None, "flash_group"),
-        ("flash sale, api process of the two", None, "flash_split"),
+        ("flash sale, one process (--one-process)", None, "flash_split"),
         ("GetStock, backend", backend_cpu.get("stock"), "stock"),
         ("GetStock, no-op thread-per-call server", None, "stock_ceiling_noop"),
         ("GetStock, no-op grpc.aio server", None, "stock_ceiling_noop_aio"),
@@ -79,10 +79,9 @@ def _details(results: dict[str, Any]) -> list[str]:
     split = results.get("flash_split")
     if split:
         lines.append(
-            f"- Flash sale, compose shape: all {split['calls']:,} buyers answered in "
-            f"{split['seconds']:.1f} s ({split['rate']:,.0f} calls/s), outcomes "
-            f"{split['outcomes']}; the api process used {split['server_cores']:.2f} cores, the "
-            f"relay+projector process {split['pipeline_cores']:.2f}."
+            f"- Flash sale, every role in one process: all {split['calls']:,} buyers answered "
+            f"in {split['seconds']:.1f} s ({split['rate']:,.0f} calls/s), outcomes "
+            f"{split['outcomes']}; the process used {split['server_cores']:.2f} cores."
         )
     stock = results.get("stock")
     if stock:
@@ -161,8 +160,9 @@ def render(
         "",
         "- Kafka: the project's single-node KRaft broker (`services.localkafka`, the one "
         "`make run` starts), on free loopback ports, data in a temporary directory.",
-        "- The backend: the real `python -m services.cli run` process with every role (api, "
-        "relay, projector, as `make run`), `RETAIL_DATA_DIR` in a temporary directory (SQLite "
+        "- The backend: the real `python -m services.cli run` with every role, as `make run` "
+        "starts it: the API in that process, the relay and projector in the child process it "
+        "starts, `RETAIL_DATA_DIR` in a temporary directory (SQLite "
         "event store and views, the defaults), `RETAIL_SEED_DEMO=1`, gRPC on a free loopback "
         f"port, `RETAIL_GRPC_WORKERS={sizes.grpc_workers}` (the default), "
         "`RETAIL_KAFKA_BOOTSTRAP` pointing at the broker above. Its gRPC server is grpc.aio: "
@@ -189,10 +189,10 @@ def render(
         "SQLite file before it answers. It is the backend's flash path without event "
         "sourcing, domain model or error map: the gap between it and the transport ceiling is "
         "what waiting for a shared durable commit costs a thread-per-call Python server.",
-        "- The compose shape: the same flash sale once more against two `services.cli run` "
-        "processes on a fresh data directory, one with `RETAIL_ROLES=api`, one with "
-        "`RETAIL_ROLES=relay,projector` (topics and consumer group of their own), to show "
-        "what the relay and projector threads cost the API in the one-process shape "
+        "- One process: the same flash sale at a fifth of N against `services.cli run` with "
+        "`RETAIL_PIPELINE_PROCESS=0` (every role as threads of one process, what "
+        "`run --one-process` does) on a fresh data directory with topics and consumer group "
+        "of its own, to show what sharing one GIL with the relay and projector costs the API "
         "(`BENCH_SPLIT=0` leaves it out).",
         "- The pipeline stages run after the backend stopped, in `python -m bench.pipeline`, "
         "on a copy of the backend's event store (everything the scenarios wrote), each stage "

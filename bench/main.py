@@ -116,6 +116,7 @@ class Bench:
             self.sampler.stop()
             self.results["rss"] = {
                 "peak": self.sampler.peak,
+                "children": max(self.sampler.children.values(), default=0),
                 "marks": dict(self.sampler.marks),
                 "cpu": dict(self.sampler.cpu),
             }
@@ -249,44 +250,39 @@ class Bench:
     # The same flash sale with the roles in two processes (the compose shape)
 
     def split_phase(self) -> None:
+        """The flash sale again, with every role in one process (`--one-process`), at a fifth
+        of N: what the relay and projector threads cost the API next to it."""
         assert self.broker is not None
         s = self.sizes
-        data = self.work / "split-data"
-        api = start_backend(
-            self.children, data, self.broker.bootstrap, self.logs / "split-api.log",
-            s.grpc_workers, roles="api", namespace="split.",
+        units = max(s.flash_units // 5, 1)
+        backend = start_backend(
+            self.children, self.work / "one-process-data", self.broker.bootstrap,
+            self.logs / "one-process.log", s.grpc_workers, namespace="one.",
+            extra_env={"RETAIL_PIPELINE_PROCESS": "0"},
         )  # fmt: skip
-        pipeline = start_backend(
-            self.children, data, self.broker.bootstrap, self.logs / "split-pipeline.log",
-            s.grpc_workers, roles="relay,projector", namespace="split.",
-        )  # fmt: skip
-        channel = grpc.insecure_channel(api.target)
+        channel = grpc.insecure_channel(backend.target)
         try:
             inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
             where = inventory_pb2.GetStockLevelsRequest(sku=FLASH_SKU, location=FLASH_LOCATION)
             before = inventory.GetStockLevels(where, timeout=10).levels.on_hand
             inventory.ReceiveStock(
                 inventory_pb2.ReceiveStockRequest(
-                    sku=FLASH_SKU, location=FLASH_LOCATION, quantity=s.flash_units,
+                    sku=FLASH_SKU, location=FLASH_LOCATION, quantity=units,
                     reference="bench-flash",
                 ),
                 timeout=10,
             )  # fmt: skip
-            with cpu_use(api.process.pid) as api_cpu, cpu_use(pipeline.process.pid) as pipe_cpu:
-                result = self.load(
-                    self.flash_spec(api.target, "split"), "flash-split", s.flash_seconds + 120
-                )
+            spec = {**self.flash_spec(backend.target, "one"), "units": units, "buyers": 2 * units}
+            with cpu_use(backend.process.pid) as cpu:
+                result = self.load(spec, "flash-one-process", s.flash_seconds + 120)
             after = inventory.GetStockLevels(where, timeout=10).levels.on_hand
             result.update(
-                on_hand_before=before, on_hand_after=after,
-                server_cores=api_cpu.get("cores", 0.0),
-                pipeline_cores=pipe_cpu.get("cores", 0.0),
-            )  # fmt: skip
+                on_hand_before=before, on_hand_after=after, server_cores=cpu.get("cores", 0.0)
+            )
             self.results["flash_split"] = result
         finally:
             channel.close()
-            self.children.stop(api.process, grace=60)
-            self.children.stop(pipeline.process, grace=60)
+            self.children.stop(backend.process, grace=60)
 
     # The baselines
 
@@ -404,7 +400,7 @@ class Bench:
         self.broker = start_broker(self.work / "kafka")
         self.phase("backend", self.backend_phase)
         if self.sizes.split:
-            self.phase("flash sale, roles in two processes", self.split_phase)
+            self.phase("flash sale, every role in one process", self.split_phase)
         self.phase("transport ceiling (no-op gRPC servers)", self.ceiling_phase)
         self.phase("naive peer (SQLite UPDATE server)", self.naive_phase)
         self.phase("group-commit peer (one writer thread, plain SQLite)", self.group_phase)

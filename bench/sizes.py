@@ -23,7 +23,7 @@ class Sizes:
     pos_sales: int  # bound of the closed-loop RecordSale run, in sales ...
     pos_seconds: float  # ... and in seconds
     pipeline_seconds: float  # bound of the whole pipeline worker
-    split: int  # 1: the flash sale again with api and relay+projector in two processes
+    split: int  # 1: the flash sale again (N/5) with every role in one process
 
     @property
     def flash_buyers(self) -> int:

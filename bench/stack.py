@@ -3,6 +3,7 @@ real `python -m services.cli run` process, and the baselines' servers; plus the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -80,6 +81,7 @@ def start_backend(
     workers: int,
     roles: str = "",
     namespace: str = "",
+    extra_env: dict[str, str] | None = None,
 ) -> BackendProcess:
     """`python -m services.cli run` (every role unless `roles`), the demo seeded, on a free
     port; `namespace` keeps its topics and consumer group apart from another backend's."""
@@ -103,6 +105,7 @@ def start_backend(
         env["RETAIL_CONSUMER_GROUP"] = namespace + "retail-projector"
     if roles:
         env["RETAIL_ROLES"] = roles
+    env.update(extra_env or {})
     if "RETAIL_CACHE_DIR" in os.environ:
         env["RETAIL_CACHE_DIR"] = os.environ["RETAIL_CACHE_DIR"]
     process = children.start([sys.executable, "-m", "services.cli", "run"], log, env=env)
@@ -167,6 +170,8 @@ class RssSampler:
     _thread: threading.Thread | None = None
     _since_mark: int = 0
     _process: Any = None
+    # The peak of each Python child (the relay/projector process `run` starts), by pid.
+    children: dict[int, int] = field(default_factory=dict)
 
     def _cpu_now(self, process: psutil.Process) -> tuple[float, float]:
         times = process.cpu_times()
@@ -184,6 +189,11 @@ class RssSampler:
                     return
                 self.peak = max(self.peak, rss)
                 self._since_mark = max(self._since_mark, rss)
+                with contextlib.suppress(psutil.Error):
+                    for child in process.children():
+                        if "python" in child.name():
+                            rss = int(child.memory_info().rss)
+                            self.children[child.pid] = max(self.children.get(child.pid, 0), rss)
 
         self._thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
         self._thread.start()
