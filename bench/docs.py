@@ -194,6 +194,11 @@ def render(
         "`run --one-process` does) on a fresh data directory with topics and consumer group "
         "of its own, to show what sharing one GIL with the relay and projector costs the API "
         "(`BENCH_SPLIT=0` leaves it out).",
+        "- Raw eventsourcing saves: `python -m bench.saves` after the backend stopped reads "
+        "the stored events the POS closed loop wrote (notification ids between its first and "
+        "last receipt) and saves them again into a fresh SQLite event store with the "
+        "library's recorder, one transaction per sale (the run's events per sale on average), "
+        "one writer.",
         "- The pipeline stages run after the backend stopped, in `python -m bench.pipeline`, "
         "on a copy of the backend's event store (everything the scenarios wrote), each stage "
         "against topics or files of its own.",

@@ -267,8 +267,11 @@ async def pos_closed(spec: dict[str, Any]) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.01)
     done = sum(run.outcomes.values())
+    positions = [position for _, position in pos.receipts]
     return {
         **run.summary(),
+        "first_position": min(positions, default=0),
+        "last_position": max(positions, default=0),
         "retries": pos.retries,
         "visible_seconds": visible,
         "end_to_end_rate": done / visible if visible else 0.0,

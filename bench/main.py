@@ -395,6 +395,22 @@ class Bench:
         for stage, text in self.results["pipeline"].get("profiles", {}).items():
             self.profiles[f"{stage} (cProfile, main thread of the pipeline worker)"] = text
 
+    def saves_phase(self) -> None:
+        """Raw eventsourcing saves of the events the POS scenario wrote (bench.saves)."""
+        pos = self.results.get("pos") or {}
+        first, last = int(pos.get("first_position", 0)), int(pos.get("last_position", 0))
+        sales = sum(pos.get("outcomes", {}).values())
+        source = self.work / "data" / "events.sqlite"
+        if sales < 2 or last <= first or not source.exists():
+            raise RuntimeError("no POS events to save again (the POS scenario did not run)")
+        spec = {
+            "events_db": str(source), "work_dir": str(self.work / "saves"),
+            "first": first + 1, "last": last, "sales": sales - 1, "seconds": 60,
+        }  # fmt: skip
+        self.results["raw_saves"] = run_worker(
+            self.children, "bench.saves", spec, self.logs / "saves.log", 180
+        )
+
     def run(self) -> None:
         self.foreign = ForeignLoad().start()
         self.broker = start_broker(self.work / "kafka")
@@ -405,6 +421,7 @@ class Bench:
         self.phase("naive peer (SQLite UPDATE server)", self.naive_phase)
         self.phase("group-commit peer (one writer thread, plain SQLite)", self.group_phase)
         self.phase("pipeline stages", self.pipeline_phase)
+        self.phase("raw eventsourcing saves", self.saves_phase)
 
     def stop(self) -> None:
         if self.foreign is not None:

@@ -205,6 +205,15 @@ def pos_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[Row
                     _met(rate >= 0.6 * base and not failed))]  # fmt: skip
     else:
         rows = [_failed(name + " vs transport ceiling", errors, "transport ceiling")]
+    saves = results.get("raw_saves")
+    if saves:
+        base = saves["saves_per_second"]
+        rows.append(
+            Row(name, figure,
+                f"raw eventsourcing saves of the same events {_n(base)} sales/s "
+                f"({saves['events_per_save']} events per transaction, one writer, no gRPC "
+                "and no domain)", _ratio(rate, base), "-", "-")
+        )  # fmt: skip
     half = results.get("pos_half")
     if half:
         rows.append(

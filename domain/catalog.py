@@ -18,7 +18,7 @@ from domain.errors import (
     PopupStillHoldsStockError,
     SkuCodeTakenError,
 )
-from domain.ids import stream_id
+from domain.ids import FlatCopy, stream_id
 from domain.values import (
     LocationKind,
     Money,
@@ -136,7 +136,7 @@ class PopupDetails:
     closes_on: str = ""
 
 
-class Location(Aggregate):
+class Location(FlatCopy, Aggregate):
     """A place that holds stock: the online flagship, a warehouse, a partner store or a pop-up.
 
     A pop-up goes planned -> open -> closing -> closed and sells only while open; every other

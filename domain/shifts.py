@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidStateError, InvalidValueError, TerminalElsewhereError
-from domain.ids import stream_id
+from domain.ids import FlatCopy, stream_id
 from domain.values import Money, PaymentMethod, require_code
 
 TERMINAL_REGISTERED = "retail.Terminal.Registered"
@@ -27,7 +27,7 @@ class ZTotal:
     amount: Money
 
 
-class Terminal(Aggregate):
+class Terminal(FlatCopy, Aggregate):
     """A till at one location; knows which of its shifts is open."""
 
     TOPIC = "retail.Terminal"

@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InsufficientStockError, InvalidValueError, LocationNotOpenError
-from domain.ids import stream_id
+from domain.ids import FlatCopy, stream_id
 from domain.values import (
     AdjustmentReason,
     require_code,
@@ -83,7 +83,7 @@ class Levels:
         return self.on_hand - self.reserved - self.safety_stock - self.unavailable - self.allocated
 
 
-class StockItem(Aggregate):
+class StockItem(FlatCopy, Aggregate):
     """The stock of one SKU at one location, changed only by the movements recorded here."""
 
     TOPIC = "retail.StockItem"

@@ -421,8 +421,8 @@ class RetailApp(Application[UUID]):
             late = now - happened > LATE_AFTER
             # Goods handed over while the terminal was offline are a fact even if the pop-up
             # has stopped selling since; a live sale needs an open location.
-            if not late:
-                self.get_location(location).check_sells()
+            if not late and self.location_kind(location) is LocationKind.POPUP:
+                self.get_location(location).check_sells()  # only pop-ups open and close
             till = self._find(Terminal, Terminal.create_id(terminal))
             if till is not None:
                 till.check_at(location)

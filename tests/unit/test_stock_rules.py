@@ -7,6 +7,7 @@ import pytest
 from domain.errors import InsufficientStockError, InvalidValueError
 from domain.stock import StockItem
 from domain.values import AdjustmentReason
+from services.application import RetailApp
 
 
 def stocked(on_hand: int = 10) -> StockItem:
@@ -181,3 +182,21 @@ def test_the_same_sku_and_location_always_name_the_same_stream() -> None:
     assert StockItem.create_id("A", "B") == StockItem.create_id("A", "B")
     assert StockItem.create_id("A", "B") != StockItem.create_id("B", "A")
     assert StockItem.open("A", "B").id == StockItem.create_id("A", "B")
+
+
+def test_a_read_aggregate_changed_but_not_saved_leaves_the_next_read_as_stored(
+    app: RetailApp,
+) -> None:
+    # Aggregates copy themselves for the repository's cache (FlatCopy): a change that is
+    # never saved, such as one refused halfway through a command, must not leak into it.
+    app.receive_stock("TINA-30", "STORE-1", 5, "DN-1")
+    item = app.get_stock_item("TINA-30", "STORE-1")
+    assert item is not None
+    item.receive(3, "NEVER-SAVED")
+    item.allocations["LEAK"] = 1
+    place = app.get_location("STORE-1")
+    place.stocked.append("LEAK")
+    again = app.get_stock_item("TINA-30", "STORE-1")
+    assert again is not None
+    assert (again.on_hand, again.allocations) == (5, {})
+    assert "LEAK" not in app.get_location("STORE-1").stocked
