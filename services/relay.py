@@ -66,12 +66,13 @@ class OutboxRelay:
 
     def run_once(self) -> int:
         """Publishes what is new, up to `max_batches` batches; answers how many notifications
-        it covered. Each batch is read and mapped while the one before waits for its
-        acknowledgements. On return every send is acknowledged and the position recorded,
-        once for the whole call (a crash before that re-sends it: readers drop duplicates)."""
-        covered = events = 0
+        it covered. Each batch is read, mapped and sent while the one before waits for its
+        acknowledgements; a batch's position is recorded once every send of it is
+        acknowledged. On return all of them are."""
+        covered = 0
         cursor = self.position
-        waiting: list[SendResult] = []  # the previous batch's sends
+        waiting: list[SendResult] = []  # the sends of the batch up to `cursor`
+        events = 0
         for _ in range(self.max_batches):
             notifications = self.app.recorder.select_notifications(
                 start=cursor, limit=self.batch_size, inclusive_of_start=False
@@ -79,12 +80,12 @@ class OutboxRelay:
             if not notifications:
                 break
             records = self._records(notifications)
-            cursor = notifications[-1].id
-            covered += len(notifications)
-            events += len(records)
             sent = self.producer.send_all(records)
-            _acknowledged(waiting)
-            waiting = sent
+            if cursor > self.position:
+                _acknowledged(waiting)
+                self._record(cursor, events)
+            waiting, cursor, events = sent, notifications[-1].id, len(records)
+            covered += len(notifications)
             if len(notifications) < self.batch_size:
                 break  # caught up: no need to ask again
         if not covered:
@@ -94,10 +95,13 @@ class OutboxRelay:
         waiting.extend(self._send_markers(cursor))
         self.producer.flush()
         _acknowledged(waiting)
-        self.tracking.insert_tracking(Tracking(TRACKING_NAME, cursor))
-        self.position = cursor
-        self.published += events
+        self._record(cursor, events)
         return covered
+
+    def _record(self, position: int, events: int) -> None:
+        self.tracking.insert_tracking(Tracking(TRACKING_NAME, position))
+        self.position = position
+        self.published += events
 
     def _records(self, notifications: Sequence[Notification]) -> list[tuple[str, bytes, bytes]]:
         """(topic, key, serialised envelope) of each notification that goes to Kafka."""

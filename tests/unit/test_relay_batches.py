@@ -82,16 +82,20 @@ def test_one_call_relays_several_batches_in_order_then_marks_every_partition_onc
     assert relay.run_once() == 0
 
 
-def test_a_send_the_broker_does_not_acknowledge_leaves_the_recorded_position_as_it_was(
+def test_a_batch_is_recorded_only_once_the_broker_acknowledged_all_of_it(
     app: RetailApp,
 ) -> None:
     _receive_many(app, 5)
+    # The third send, the second batch's first, is not acknowledged: the first batch is
+    # recorded (its sends were), the second is not, whatever was sent after it.
     relay = OutboxRelay(app, _Recording(refuse=3), batch_size=2, max_batches=10)
     with pytest.raises(RuntimeError, match="not acknowledged"):
         relay.run_once()
-    assert relay.position == 0 and relay.published == 0
-    assert not relay.tracking.max_tracking_id(TRACKING_NAME)
-    # The next attempt (a fresh producer, as `run` makes one) sends everything again.
+    assert relay.position == 2 == relay.tracking.max_tracking_id(TRACKING_NAME)
+    assert relay.published == 2
+    # The next attempt (a fresh producer, as `run` makes one) sends from there again.
     relay.producer = again = _Recording()
-    assert relay.run_once() == app.recorder.max_notification_id() == relay.position
-    assert [e.position for _, _, e in again.sent if e.stream_id][:3] == [1, 2, 3]
+    head = app.recorder.max_notification_id() or 0
+    assert relay.run_once() == head - 2
+    assert relay.position == head
+    assert [e.position for _, _, e in again.sent if e.stream_id][:3] == [3, 4, 5]
