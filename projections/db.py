@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 
 from projections.models import Base
 
 
-def make_engine(url: str, *, create: bool = True) -> Engine:
+def make_engine(url: str, *, create: bool = True, bulk: bool = False) -> Engine:
+    """An engine for the views at `url`. `bulk` is for a rebuild's fresh SQLite file, which
+    nothing reads until it is complete: no syncs to disk and a large page cache."""
     parsed = make_url(url)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -24,7 +28,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         options["pool_pre_ping"] = True
     engine = create_engine(parsed, **options)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_bulk_pragmas if bulk else _sqlite_pragmas)
     if create:
         Base.metadata.create_all(engine)
     return engine
@@ -37,3 +41,159 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_bulk_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # A crash during a rebuild means running it again, so nothing is synced before the end;
+    # 64 MB of cache keeps the random-keyed indexes of large tables in memory.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    converts: tuple[tuple[int, Callable[[Any], Any]], ...]  # (index in a row, bind processor)
+    defaults: tuple[Any, ...]  # values of the defaulted columns the rows leave out
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        defaults, converts = self.defaults, self.converts
+        if not converts:
+            return [(*row.values(), *defaults) for row in rows]
+        params = []
+        for row in rows:
+            values = [*row.values(), *defaults]
+            for index, process in converts:
+                values[index] = process(values[index])
+            params.append(tuple(values))
+        return params
+
+
+def _by_columns(
+    rows: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
+
+
+class BulkWriter:
+    """Upserts and updates of many rows with one `executemany` per table and column set, the
+    statements built once. The same SQL and stored values as SQLAlchemy Core's
+    insert().on_conflict_do_update() (Python-side column defaults and the dialect's bind
+    processors applied), without Core's work per row."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        if dialect.paramstyle not in _PLACEHOLDERS:
+            raise ValueError(f"no bulk statements for paramstyle {dialect.paramstyle!r}")
+        self.dialect = dialect
+        self._mark = _PLACEHOLDERS[dialect.paramstyle]
+        self._highest = "greatest" if dialect.name == "postgresql" else "max"
+        self._plans: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], _Plan] = {}
+
+    def upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Iterable[Mapping[str, Any]],
+        keep_highest: tuple[str, ...] = (),
+    ) -> None:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the rows' columns; a column in
+        `keep_highest` keeps the higher of the stored and the new value."""
+        for names, group in _by_columns(rows).items():
+            plan = self._plans.get(("upsert", table.name, names, keep_highest))
+            if plan is None:
+                plan = self._plans[("upsert", table.name, names, keep_highest)] = self._upsert_plan(
+                    table, names, keep_highest
+                )
+            conn.exec_driver_sql(plan.sql, plan.params(group))
+
+    def update(self, conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
+        """UPDATE the other columns of existing rows, found by primary key."""
+        keys = [c.name for c in table.primary_key.columns]
+        for names, group in _by_columns(rows).items():
+            sets = tuple(n for n in names if n not in keys)
+            plan = self._plans.get(("update", table.name, names, ()))
+            if plan is None:
+                plan = self._plans[("update", table.name, names, ())] = self._update_plan(
+                    table, sets, keys
+                )
+            # The statement takes the SET values first, then the key.
+            ordered = [{n: row[n] for n in (*sets, *keys)} for row in group]
+            conn.exec_driver_sql(plan.sql, plan.params(ordered))
+
+    def _quote(self, name: str) -> str:
+        return str(self.dialect.identifier_preparer.quote(name))
+
+    def _converts(
+        self, table: Table, names: Sequence[str]
+    ) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        """The dialect's bind processor of each column that has one, by position."""
+        dialect = self.dialect
+        found = []
+        for index, name in enumerate(names):
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                found.append((index, process))
+        return tuple(found)
+
+    def _upsert_plan(
+        self, table: Table, names: tuple[str, ...], keep_highest: tuple[str, ...]
+    ) -> _Plan:
+        q, name = self._quote, self.dialect.identifier_preparer.format_table(table)
+        keys = [c.name for c in table.primary_key.columns]
+        # What Core inserts for a column the row leaves out: its scalar Python-side default.
+        defaulted = [
+            c for c in table.columns
+            if c.name not in names and c.default is not None and c.default.is_scalar
+        ]  # fmt: skip
+        defaults = [c.default.arg for c in defaulted]  # type: ignore[union-attr]
+        for index, process in self._converts(table, [c.name for c in defaulted]):
+            defaults[index] = process(defaults[index])
+        columns = [*names, *(c.name for c in defaulted)]
+        sets = [
+            f"{q(n)} = {self._highest}({name}.{q(n)}, excluded.{q(n)})"
+            if n in keep_highest
+            else f"{q(n)} = excluded.{q(n)}"
+            for n in names
+            if n not in keys
+        ]
+        conflict = f"ON CONFLICT ({', '.join(q(k) for k in keys)}) " + (
+            f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
+        )
+        sql = (
+            f"INSERT INTO {name} ({', '.join(q(c) for c in columns)}) "
+            f"VALUES ({', '.join([self._mark] * len(columns))}) {conflict}"
+        )
+        return _Plan(sql, self._converts(table, names), tuple(defaults))
+
+    def _update_plan(self, table: Table, sets: tuple[str, ...], keys: list[str]) -> _Plan:
+        q, name = self._quote, self.dialect.identifier_preparer.format_table(table)
+        sql = (
+            f"UPDATE {name} SET {', '.join(f'{q(n)} = {self._mark}' for n in sets)} "
+            f"WHERE {' AND '.join(f'{q(k)} = {self._mark}' for k in keys)}"
+        )
+        return _Plan(sql, self._converts(table, [*sets, *keys]), ())
+
+
+def select_versions(conn: Connection, streams: Iterable[str], chunk: int = 500) -> dict[str, int]:
+    """The applied version of each of `streams` that has one."""
+    ids = list(streams)
+    found: dict[str, int] = {}
+    mark = _PLACEHOLDERS[conn.dialect.paramstyle]
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        rows = conn.exec_driver_sql(
+            "SELECT stream_id, version FROM applied_stream "
+            f"WHERE stream_id IN ({', '.join([mark] * len(part))})",
+            tuple(part),
+        )
+        found.update((stream, version) for stream, version in rows)
+    return found

@@ -19,15 +19,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from google.protobuf.message import DecodeError
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from projections import metrics
 from projections.builders import Row, UnknownEventError, rows_for
+from projections.db import BulkWriter, select_versions
 from projections.models import AppliedStream, Base, ConsumerOffset, StreamGap
 from protos.retail.v1 import events_pb2
 
@@ -42,8 +43,9 @@ class DeadLetters(Protocol):
     def send(self, record: Record, reason: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """A Kafka record as the projector needs it (a tuple: made for every record polled)."""
+
     topic: str
     partition: int
     offset: int
@@ -73,34 +75,17 @@ class _Batch:
     poison: list[tuple[Record, str]] = field(default_factory=list)
 
     def add(self, row: Row) -> None:
-        rows = self.rows.setdefault(row.table, {})
+        # A builder's values are its row's own: kept as they are, merged into a new dict.
+        rows = self.rows.get(row.table)
+        if rows is None:
+            rows = self.rows[row.table] = {}
         if not row.partial:
-            rows[row.key] = dict(row.values)
+            rows[row.key] = row.values
         elif row.key in rows:
-            rows[row.key].update(row.values)
+            rows[row.key] = {**rows[row.key], **row.values}
         else:
-            self.updates.setdefault(row.table, {}).setdefault(row.key, {}).update(row.values)
-
-
-def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE, for SQLite and PostgreSQL alike."""
-    if not rows:
-        return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table)
-    keys = [c.name for c in table.primary_key.columns]
-    names = rows[0].keys()
-    updates = {name: statement.excluded[name] for name in names if name not in keys}
-    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
-
-
-def update_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE the named columns of existing rows, found by primary key."""
-    keys = [c.name for c in table.primary_key.columns]
-    for row in rows:
-        condition = [table.c[k] == row[k] for k in keys]
-        conn.execute(table.update().where(*condition).values(
-            {k: v for k, v in row.items() if k not in keys}))  # fmt: skip
+            updates = self.updates.setdefault(row.table, {})
+            updates[row.key] = {**updates.get(row.key, {}), **row.values}
 
 
 class Projector:
@@ -118,6 +103,7 @@ class Projector:
         self.group = group
         self.dead_letters = dead_letters
         self.stats = ProjectorStats()
+        self.writer = BulkWriter(engine.dialect)
 
     def subscribe(self, topics: Sequence[str], timeout: float = 30.0) -> None:
         # Joining the group before the client knows the topics' partitions gets an empty
@@ -192,17 +178,23 @@ class Projector:
                 continue
             decoded.append((record, envelope))
         with self.engine.begin() as conn:
-            batch.versions = self._load_versions(conn, {e.stream_id for _, e in decoded})
+            batch.versions = select_versions(conn, {e.stream_id for _, e in decoded})
+            applied = dict(batch.versions)
             for record, envelope in decoded:
                 self._apply_one(batch, record, envelope)
+            write = self.writer
             for name, rows in batch.rows.items():
-                upsert(conn, TABLES[name], list(rows.values()))
+                write.upsert(conn, TABLES[name], rows.values())
             for name, updates in batch.updates.items():
-                update_rows(conn, TABLES[name], list(updates.values()))
-            upsert(
+                write.update(conn, TABLES[name], updates.values())
+            write.upsert(
                 conn,
                 TABLES[AppliedStream.__tablename__],
-                [{"stream_id": s, "version": v} for s, v in batch.versions.items()],
+                [
+                    {"stream_id": s, "version": v}
+                    for s, v in batch.versions.items()
+                    if applied.get(s) != v
+                ],
             )
             if batch.gaps:
                 conn.execute(TABLES[StreamGap.__tablename__].insert(), batch.gaps)
@@ -234,21 +226,9 @@ class Projector:
 
     def _store_progress(self, conn: Connection, batch: _Batch) -> None:
         """Next offsets, end offsets and the highest position seen, per partition."""
-        if not batch.offsets:
-            return
-        table = TABLES[ConsumerOffset.__tablename__]
-        postgres = conn.dialect.name == "postgresql"
-        statement = (postgresql.insert if postgres else sqlite.insert)(table)
-        highest = func.greatest if postgres else func.max
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["consumer_group", "topic", "partition"],
-                set_={
-                    "next_offset": statement.excluded.next_offset,
-                    "end_offset": statement.excluded.end_offset,
-                    "position": highest(table.c.position, statement.excluded.position),
-                },
-            ),
+        self.writer.upsert(
+            conn,
+            TABLES[ConsumerOffset.__tablename__],
             [
                 {"consumer_group": self.group, "topic": topic, "partition": partition,
                  "next_offset": next_offset,
@@ -256,6 +236,7 @@ class Projector:
                  "position": batch.positions.get((topic, partition), 0)}
                 for (topic, partition), next_offset in batch.offsets.items()
             ],
+            keep_highest=("position",),
         )  # fmt: skip
 
     def _end_offset(self, topic: str, partition: int, next_offset: int) -> int:
@@ -298,22 +279,6 @@ class Projector:
             batch.add(row)
         batch.versions[stream] = version
         self.stats.applied += 1
-
-    @staticmethod
-    def _load_versions(conn: Connection, streams: set[str]) -> dict[str, int]:
-        if not streams:
-            return {}
-        found: dict[str, int] = {}
-        ids = sorted(streams)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = conn.execute(
-                select(AppliedStream.stream_id, AppliedStream.version).where(
-                    AppliedStream.stream_id.in_(chunk)
-                )
-            ).all()
-            found.update({stream_id: version for stream_id, version in rows})
-        return found
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1

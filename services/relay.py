@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from domain.catalog import Location
 from protos.retail.v1 import events_pb2
@@ -33,6 +34,7 @@ class OutboxRelay:
         app: Application[UUID],
         producer: EnvelopeProducer,
         batch_size: int = 1000,
+        max_batches: int = 10,
         wake: threading.Event | None = None,
         topic_namespace: str = "",
     ) -> None:
@@ -40,6 +42,7 @@ class OutboxRelay:
         self.topic_namespace = topic_namespace
         self.producer = producer
         self.batch_size = batch_size
+        self.max_batches = max_batches
         self.wake = wake or threading.Event()
         self.tracking = app.factory.tracking_recorder()
         self._locations: dict[str, LocationFacts] = {}
@@ -62,32 +65,57 @@ class OutboxRelay:
         return facts
 
     def run_once(self) -> int:
-        """Publishes the next batch; answers how many notifications it covered."""
-        start = self.position
-        notifications = self.app.recorder.select_notifications(
-            start=start, limit=self.batch_size, inclusive_of_start=False
-        )
-        if not notifications:
+        """Publishes what is new, up to `max_batches` batches; answers how many notifications
+        it covered. Each batch is read, mapped and sent while the one before waits for its
+        acknowledgements; a batch's position is recorded once every send of it is
+        acknowledged. On return all of them are."""
+        covered = 0
+        cursor = self.position
+        waiting: list[SendResult] = []  # the sends of the batch up to `cursor`
+        events = 0
+        for _ in range(self.max_batches):
+            notifications = self.app.recorder.select_notifications(
+                start=cursor, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            records = self._records(notifications)
+            sent = self.producer.send_all(records)
+            if cursor > self.position:
+                _acknowledged(waiting)
+                self._record(cursor, events)
+            waiting, cursor, events = sent, notifications[-1].id, len(records)
+            covered += len(notifications)
+            if len(notifications) < self.batch_size:
+                break  # caught up: no need to ask again
+        if not covered:
             return 0
-        pending: list[SendResult] = []
-        for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            outgoing = to_outgoing(event, notification.id, self.app.name, self._location)
-            if outgoing is None:
-                continue
-            value = outgoing.envelope.SerializeToString()
-            topic = self.topic_namespace + outgoing.topic
-            pending.append(self.producer.send(topic, outgoing.key, value))
-        events = len(pending)
-        pending.extend(self._send_markers(notifications[-1].id))
+        # Marked once per call, after its last batch: each marker says that every event up
+        # to its position was sent before it, on its partition.
+        waiting.extend(self._send_markers(cursor))
         self.producer.flush()
-        for result in pending:
-            result.get(timeout=30)  # raises if the broker did not acknowledge
-        last = notifications[-1].id
-        self.tracking.insert_tracking(Tracking(TRACKING_NAME, last))
-        self.position = last
+        _acknowledged(waiting)
+        self._record(cursor, events)
+        return covered
+
+    def _record(self, position: int, events: int) -> None:
+        self.tracking.insert_tracking(Tracking(TRACKING_NAME, position))
+        self.position = position
         self.published += events
-        return len(notifications)
+
+    def _records(self, notifications: Sequence[Notification]) -> list[tuple[str, bytes, bytes]]:
+        """(topic, key, serialised envelope) of each notification that goes to Kafka."""
+        to_event = self.app.mapper.to_domain_event
+        name, namespace, lookup = self.app.name, self.topic_namespace, self._location
+        records = []
+        for notification in notifications:
+            outgoing = to_outgoing(to_event(notification), notification.id, name, lookup)
+            if outgoing is not None:
+                records.append(
+                    (namespace + outgoing.topic, outgoing.key,
+                     outgoing.envelope.SerializeToString())
+                )  # fmt: skip
+        return records
 
     def _send_markers(self, position: int) -> list[SendResult]:
         """Marks every partition: all events up to `position` have been sent before this."""
@@ -120,6 +148,11 @@ class OutboxRelay:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self.producer.flush()
+
+
+def _acknowledged(results: list[SendResult]) -> None:
+    for result in results:
+        result.get(timeout=30)  # raises if the broker did not acknowledge
 
 
 def run_in_thread(relay: OutboxRelay, stop: threading.Event) -> threading.Thread:

@@ -1,0 +1,106 @@
+"""The projector's bulk statements store what SQLAlchemy Core's upsert would store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import sqlite
+
+from projections.db import BulkWriter, make_engine, select_versions
+from projections.models import Base, ConsumerOffset, StockView
+
+TABLES = Base.metadata.tables
+STOCK, SHIFT, OFFSETS = TABLES["stock_view"], TABLES["shift_view"], TABLES["consumer_offset"]
+AT = datetime(2026, 2, 6, 4, 5, 6, 789, tzinfo=UTC)
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    bulk, core = (
+        make_engine(f"sqlite:///{tmp_path / 'a.db'}"),
+        make_engine(f"sqlite:///{tmp_path / 'b.db'}"),
+    )
+    yield bulk, core
+    bulk.dispose()
+    core.dispose()
+
+
+def _stock(on_hand: int, position: int) -> dict[str, Any]:
+    return {"sku": "TINA-30", "location": "STORE-1", "on_hand": on_hand, "reserved": 1,
+            "safety_stock": 0, "unavailable": 0, "incoming": 0, "allocated": 0,
+            "available": on_hand - 1, "position": position, "updated_at": AT}  # fmt: skip
+
+
+def _everything(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        return {
+            name: sorted(tuple(row) for row in conn.execute(select(table)).all())
+            for name, table in Base.metadata.tables.items()
+        }
+
+
+def test_upserts_and_updates_read_back_as_core_writes_them(
+    engines: tuple[Engine, Engine],
+) -> None:
+    bulk_engine, core_engine = engines
+    writer = BulkWriter(bulk_engine.dialect)
+    opened = {"terminal": "T-1", "shift_id": "S-1", "location": "STORE-1",
+              "cash_float_minor": 5000, "currency": "CNY"}  # fmt: skip
+    with bulk_engine.begin() as conn:
+        writer.upsert(conn, STOCK, [_stock(10, 1)])
+        writer.upsert(conn, STOCK, [_stock(7, 2)])  # the newer row wins
+        writer.upsert(conn, SHIFT, [opened])  # closed, counted cash, z report: defaults
+        writer.update(conn, SHIFT, [{"terminal": "T-1", "shift_id": "S-1", "closed": True}])
+    with core_engine.begin() as conn:
+        for row in (_stock(10, 1), _stock(7, 2)):
+            insert = sqlite.insert(STOCK)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["sku", "location"],
+                    set_={k: insert.excluded[k] for k in row if k not in ("sku", "location")},
+                ),
+                [row],
+            )
+        conn.execute(sqlite.insert(SHIFT), [opened])
+        conn.execute(
+            SHIFT.update()
+            .where(SHIFT.c.terminal == "T-1", SHIFT.c.shift_id == "S-1")
+            .values(closed=True)
+        )
+    assert _everything(bulk_engine) == _everything(core_engine)
+    with bulk_engine.connect() as conn:
+        stock = conn.execute(select(StockView)).one()
+        assert (stock.on_hand, stock.position, stock.updated_at) == (7, 2, AT.replace(tzinfo=None))
+
+
+def test_a_column_kept_at_its_highest_never_goes_back(engines: tuple[Engine, Engine]) -> None:
+    engine, _ = engines
+    writer = BulkWriter(engine.dialect)
+
+    def progress(next_offset: int, position: int) -> dict[str, Any]:
+        return {"consumer_group": "g", "topic": "t", "partition": 0, "position": position,
+                "next_offset": next_offset, "end_offset": next_offset}  # fmt: skip
+
+    with engine.begin() as conn:
+        writer.upsert(conn, OFFSETS, [progress(5, 40)], keep_highest=("position",))
+        writer.upsert(conn, OFFSETS, [progress(9, 30)], keep_highest=("position",))
+    with engine.connect() as conn:
+        row = conn.execute(select(ConsumerOffset)).one()
+    assert (row.next_offset, row.position) == (9, 40)
+
+
+def test_versions_are_read_back_for_the_streams_that_have_one(
+    engines: tuple[Engine, Engine],
+) -> None:
+    engine, _ = engines
+    writer = BulkWriter(engine.dialect)
+    table = TABLES["applied_stream"]
+    with engine.begin() as conn:
+        writer.upsert(conn, table, [{"stream_id": f"s{n}", "version": n} for n in range(1, 1200)])
+        found = select_versions(conn, ["s1", "s700", "s1199", "missing"], chunk=2)
+    assert found == {"s1": 1, "s700": 700, "s1199": 1199}
