@@ -34,7 +34,7 @@ class Sizes:
 FULL = Sizes(
     quick=False, concurrency=64, grpc_workers=32, flash_units=100_000, flash_seconds=600.0,
     stock_calls=200_000, stock_seconds=20.0, half_load_seconds=15.0, pos_terminals=1_000,
-    pos_stores=50, pos_sales=100_000, pos_seconds=20.0, pipeline_seconds=300.0, split=1,
+    pos_stores=50, pos_sales=100_000, pos_seconds=20.0, pipeline_seconds=420.0, split=1,
     rebuild_events=1_000_000,
 )  # fmt: skip
 QUICK = replace(

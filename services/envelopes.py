@@ -7,9 +7,10 @@ write side needs (quotas, terminals, index notes) stay there: `to_outgoing` answ
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -86,10 +87,31 @@ def event_id(stream_id: UUID, version: int) -> UUID:
     return uuid5(NAMESPACE, f"event/{stream_id}/{version}")
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def event_id_text(stream_id: str, version: int) -> str:
+    """str(event_id(...)) without building UUID objects: the same SHA-1 name-based UUID
+    (RFC 4122 version 5), formatted directly. The relay maps every event through here
+    (uuid5 and UUID formatting were a fifth of to_outgoing, profiled)."""
+    name = f"event/{stream_id}/{version}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
+    if moment.tzinfo is None:
+        ts = Timestamp()
+        ts.FromDatetime(moment)
+        return ts
+    delta = moment - _EPOCH  # days, seconds and microseconds, normalised like a Timestamp
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def money(value: Money) -> common_pb2.Money:
@@ -117,14 +139,16 @@ def to_outgoing(
     mapper = _MAPPERS.get(topic)
     if mapper is None:
         return None
+    stream = str(event.originator_id)
+    moment = timestamp(event.timestamp)
     envelope = events_pb2.EventEnvelope(
-        event_id=str(event_id(event.originator_id, event.originator_version)),
+        event_id=event_id_text(stream, event.originator_version),
         event_type=topic,
         schema_version=SCHEMA_VERSION,
-        stream_id=str(event.originator_id),
+        stream_id=stream,
         stream_version=event.originator_version,
-        occurred_at=timestamp(event.timestamp),
-        recorded_at=timestamp(event.timestamp),
+        occurred_at=moment,
+        recorded_at=moment,
         position=position,
         application=application,
     )
