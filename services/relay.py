@@ -132,14 +132,24 @@ class OutboxRelay:
             sent.extend(self.producer.send(topic, None, marker, partition=p) for p in partitions)
         return sent
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
-        """Relays until `stop` is set; failures are logged and retried with a backoff."""
+    def run(self, stop: threading.Event, idle_wait: float = 0.05, gather: float = 0.05) -> None:
+        """Relays until `stop` is set; failures are logged and retried with a backoff.
+
+        While writes keep coming, each call waits `gather` seconds after the one before, so
+        a call carries a burst's worth of events and one set of markers (one per partition),
+        not a set per commit: during a flash sale (a commit every few ms) the markers, their
+        acknowledgements and the projector's commits for them took 0.4 cores of the relay and
+        projector's process and 0.4 of the broker's. Projection lag grows by up to `gather`.
+        """
         backoff = 0.1
         while not stop.is_set():
             try:
                 self.wake.clear()
-                if self.run_once() == 0:
+                covered = self.run_once()
+                if covered == 0:
                     self.wake.wait(idle_wait)
+                elif covered < self.batch_size * self.max_batches:
+                    stop.wait(gather)  # caught up: let the next burst gather
                 backoff = 0.1
             except Exception:
                 log.exception("relay batch failed; retrying from position %s", self.position)

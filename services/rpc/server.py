@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,7 @@ class Api:
     health: health.HealthServicer
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
+    close_servicers: Callable[[], None]
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -92,6 +94,7 @@ class Api:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(grace + 5)
+            self.close_servicers()
 
 
 def create_server(
@@ -140,6 +143,8 @@ async def _start(
     def service(module: Any, name: str) -> Any:
         return module.DESCRIPTOR.services_by_name[name]
 
+    stock_servicer = StockServicer(queries, progress, app)
+
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
         guarded(CatalogServicer(app), service(catalog_pb2, "CatalogService")), server
     )
@@ -156,7 +161,7 @@ async def _start(
         guarded(PosServicer(app), service(pos_pb2, "PosService")), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(
-        guarded(StockServicer(queries, progress, app), service(stock_pb2, "StockService")), server
+        guarded(stock_servicer, service(stock_pb2, "StockService")), server
     )
     sales_pb2_grpc.add_SalesServiceServicer_to_server(
         guarded(
@@ -184,6 +189,6 @@ async def _start(
     if port == 0:
         raise OSError(f"cannot listen on {address}: is another server using it?")
     await server.start()
-    api = Api(server, port, health_servicer, loop, thread)
+    api = Api(server, port, health_servicer, loop, thread, stock_servicer.close)
     api.set_serving(True)
     return api

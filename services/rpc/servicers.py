@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
+import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -423,6 +424,8 @@ class PosServicer(pos_pb2_grpc.PosServiceServicer):
         return _shift_out(shift, position)
 
 
+log = logging.getLogger(__name__)
+
 MAX_WAIT = 10.0
 # GetStock without min_position: how old the views' version may be (seconds), and how many
 # answers are kept before the cache starts over.
@@ -464,38 +467,60 @@ def _page_key(token: str) -> tuple[str, str] | None:
 
 
 class _RecentVersion:
-    """The views' version, read from the database at most once per `fresh_for` seconds."""
+    """The views' version as a thread of its own reads it every `fresh_for` seconds, so no
+    call waits for that read. Measured at 1,200 GetStock/s: with the read done by the call
+    that found it stale, p99 was 32 ms against 2.5 ms for a no-op server (a read can wait
+    tens of ms behind the projector's writes and checkpoints); then every call in that window
+    waits with it."""
 
     def __init__(self, progress: ProgressQueries, fresh_for: float) -> None:
         self.progress = progress
         self.fresh_for = fresh_for
-        self._read: tuple[float, tuple[int, int]] = (-1e9, (0, 0))
+        self._version: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def is_fresh(self) -> bool:
-        return time.monotonic() - self._read[0] <= self.fresh_for
+    def get(self) -> tuple[int, int] | None:
+        """The last version read, or None before the first read (start the reader)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="views-version", daemon=True
+                    )
+                    self._thread.start()
+        return self._version
 
-    def get(self) -> tuple[int, int]:
-        read_at, version = self._read
-        now = time.monotonic()
-        if now - read_at > self.fresh_for:
-            version = self.progress.version()
-            self.offer(version, now)
-        return version
+    def _run(self) -> None:
+        while True:
+            try:
+                self.offer(self.progress.version())
+            except Exception:  # the views are unavailable for now: keep the last version
+                log.warning("reading the views' version failed; trying again", exc_info=True)
+            if self._stop.wait(self.fresh_for):
+                return
 
-    def offer(self, version: tuple[int, int], at: float | None = None) -> None:
+    def offer(self, version: tuple[int, int]) -> None:
         """Takes a version read elsewhere (after a min_position wait) if it is newer, so a
         caller who waited for its write does not read an older answer next."""
-        if version[1] >= self._read[1][1]:
-            self._read = (time.monotonic() if at is None else at, version)
+        known = self._version
+        if known is None or version[1] >= known[1]:
+            self._version = version
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 class StockServicer(stock_pb2_grpc.StockServiceServicer):
     """Stock queries. GetStock answers are kept per (sku, location) with the views' version
     they were built from and served again until a projector commit changes the version. A
-    call without min_position reads the version at most every STOCK_VERSION_FRESH_FOR seconds,
-    so its answer may trail the views by that much more (its view_position says where it is);
-    a call with min_position always reads it after the wait. Measured with 64 callers: 608
-    calls/s with a query per call, see docs/benchmarks.md for the cached figure."""
+    call without min_position takes the version a reader thread reads every
+    STOCK_VERSION_FRESH_FOR seconds, so its answer may trail the views by that much more (its
+    view_position says where it is); a call with min_position reads it after the wait.
+    Measured with 64 callers: 608 calls/s with a query per call; see docs/benchmarks.md."""
 
     def __init__(
         self, queries: StockQueries, progress: ProgressQueries, app: RetailApp | None
@@ -533,22 +558,23 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         """On the server's event loop: a kept answer is served there; the database is read
         in the loop's thread pool."""
         loop = asyncio.get_running_loop()
+        version: tuple[int, int] | None
         if request.min_position:
             version = await loop.run_in_executor(
                 None, self._version_after, request.min_position, wait_budget(context)
             )
-        elif self._recent.is_fresh():
-            version = self._recent.get()
         else:
-            version = await loop.run_in_executor(None, self._recent.get)
+            version = self._recent.get()
         key = (request.sku, request.location)
         kept = self._answers.get(key)
-        if kept is not None and kept[0] == version:
+        # Kept answers are served while no projector commit is newer than the one they were
+        # built from (the offsets' sum only grows).
+        if kept is not None and version is not None and kept[0][1] >= version[1]:
             return kept[1]
-        version, response = await loop.run_in_executor(None, self._build_fresh, request)
+        built, response = await loop.run_in_executor(None, self._build_fresh, request)
         if len(self._answers) >= MAX_KEPT_ANSWERS:
             self._answers.clear()
-        self._answers[key] = (version, response)
+        self._answers[key] = (built, response)
         return response
 
     def _build_fresh(
@@ -631,6 +657,9 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         for row in rows:
             response.rows.add(sku=row.sku, stock=_location_stock_out(row))
         return response
+
+    def close(self) -> None:
+        self._recent.close()
 
     def _changes(self, sku: str, location: str, after: int) -> list[LocationStock]:
         return list(self.queries.changes(sku, location, after))
