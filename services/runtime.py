@@ -30,7 +30,7 @@ from services.bus import (
 from services.config import Settings
 from services.flash import FlashSales
 from services.localkafka import LocalKafka
-from services.localkafka.broker import die_with_parent
+from services.localkafka.broker import die_with_parent, stop_child
 from services.relay import OutboxRelay
 from services.relay import run_in_thread as run_relay
 from services.rpc.server import Api, create_server
@@ -240,14 +240,7 @@ class PipelineProcess:
 
     def stop(self, grace: float = 20.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_child(process, grace, "the relay/projector process")
 
 
 def _start_sweeper(app: RetailApp, stop: threading.Event, every: float = 0.5) -> threading.Thread:

@@ -107,6 +107,19 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def stop_child(process: subprocess.Popen[bytes] | None, grace: float, name: str) -> None:
+    """SIGTERM, then SIGKILL if `process` has not exited within `grace` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop within %.0fs; killing it", name, grace)
+        process.kill()
+        process.wait(10)
+
+
 def die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGTERM to the broker if we die."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -289,15 +302,7 @@ class LocalKafka:
     def stop(self, grace: float = 30.0) -> None:
         """Controlled shutdown (SIGTERM), then SIGKILL if it does not exit within `grace`."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            log.warning("Kafka broker did not stop within %.0fs; killing it", grace)
-            process.kill()
-            process.wait(10)
+        stop_child(process, grace, "Kafka broker")
 
     def kill(self) -> None:
         """Stops the broker abruptly, as a crash would."""
