@@ -213,8 +213,16 @@ def test_two_projectors_in_one_group_share_the_partitions_and_build_one_view(
             assert time.monotonic() < deadline, (first.stats, second.stats)
             first.poll_once(timeout_ms=100)
             second.poll_once(timeout_ms=100)
-        mine = {(tp.topic, tp.partition) for tp in first.consumer.assignment()}
-        theirs = {(tp.topic, tp.partition) for tp in second.consumer.assignment()}
+        # A rebalance may still be under way (one member on the old generation's assignment):
+        # wait until the members' assignments settle into a split.
+        while True:
+            mine = {(tp.topic, tp.partition) for tp in first.consumer.assignment()}
+            theirs = {(tp.topic, tp.partition) for tp in second.consumer.assignment()}
+            if mine and theirs and not mine & theirs and len(mine | theirs) == 3 * 4:
+                break
+            assert time.monotonic() < deadline, (mine, theirs)
+            first.poll_once(timeout_ms=100)
+            second.poll_once(timeout_ms=100)
     finally:
         first.close()
         second.close()
