@@ -290,10 +290,6 @@ class FlashBatch(Aggregate):
         """The lines as the event stores them (plain lists keep the stored JSON small)."""
         return [[line.order_id, line.member, line.quantity, line.campaign] for line in lines]
 
-    @staticmethod
-    def lines(rows: list[list[str | int]]) -> list[FlashLine]:
-        return [FlashLine(str(o), str(m), int(q), str(c)) for o, m, q, c in rows]
-
     @property
     def reference(self) -> str:
         return f"flash-batch:{self.id}"

@@ -57,9 +57,6 @@ _STOCK = StockView.__table__
 _LOCATION = LocationView.__table__
 _OFFSET = ConsumerOffset.__table__
 _SKU_KNOWN = select(SkuView.__table__.c.sku).where(SkuView.__table__.c.sku == bindparam("sku"))
-_VIEW_POSITION = select(func.min(_OFFSET.c.position)).where(
-    _OFFSET.c.consumer_group == bindparam("group")
-)
 # Every projector commit moves at least one partition's next offset, so the sum changes with
 # every change to any view: a version for caching answers.
 _VIEW_VERSION = select(func.min(_OFFSET.c.position), func.sum(_OFFSET.c.next_offset)).where(
@@ -226,9 +223,7 @@ class ProgressQueries:
 
     def view_position(self) -> int:
         """Every view is complete up to this position (0 before the projector has started)."""
-        with self.engine.connect() as conn:
-            reached = conn.execute(_VIEW_POSITION, {"group": self.group}).scalar()
-        return int(reached or 0)
+        return self.version()[0]
 
     def version(self) -> tuple[int, int]:
         """(view position, a number that changes with every projector commit)."""
@@ -238,12 +233,17 @@ class ProgressQueries:
 
     def wait_for(self, position: int, timeout: float) -> int:
         """Waits until the views are complete up to `position`; answers where they are."""
+        return self.wait_for_version(position, timeout)[0]
+
+    def wait_for_version(self, position: int, timeout: float) -> tuple[int, int]:
+        """wait_for, answering the version the views had when they reached `position`."""
         deadline = time.monotonic() + max(timeout, 0.0)
         delay = 0.002
         while True:
-            reached = self.view_position()
+            version = self.version()
+            reached = version[0]
             if reached >= position:
-                return reached
+                return version
             if time.monotonic() >= deadline:
                 raise ViewsBehindError(reached, position)
             time.sleep(delay)

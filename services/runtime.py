@@ -199,7 +199,6 @@ class PipelineProcess:
         self.settings = settings
         self.bootstrap = bootstrap
         self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
 
     def _env(self) -> dict[str, str]:
         s = self.settings
@@ -235,7 +234,6 @@ class PipelineProcess:
         if self.process is not None and self.process.poll() is not None:
             log.error("the relay/projector process exited with %s; starting it again",
                       self.process.returncode)  # fmt: skip
-            self.restarts += 1
             self.start()
 
     def stop(self, grace: float = 20.0) -> None:

@@ -587,8 +587,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):
         return version, self._build_stock(request, version[0])
 
     def _version_after(self, min_position: int, budget: float) -> tuple[int, int]:
-        self.progress.wait_for(min_position, budget)
-        version = self.progress.version()
+        version = self.progress.wait_for_version(min_position, budget)
         self._recent.offer(version)
         return version
 
