@@ -27,7 +27,8 @@ from typing import Any
 from bench.common import Children
 
 ROLES = (
-    ("FlashDesk._run", "flash desk"),
+    ("Desk._run", "desks (flash, tills)"),
+    ("BaseEventLoop.run_forever", "gRPC event loop"),
     ("_worker (concurrent/futures/thread.py", "gRPC workers"),
     ("OutboxRelay.run", "relay"),
     ("Projector.run", "projector"),

@@ -91,6 +91,44 @@ class SaleLineInput:
 
 
 @dataclass(frozen=True)
+class SaleInput:
+    """A sale as the terminal posted it."""
+
+    terminal: str
+    client_sale_id: str
+    location: str
+    staff: str
+    occurred_at: datetime | None
+    lines: list[SaleLineInput]
+    payments: list[Payment]
+
+
+@dataclass(frozen=True)
+class AdmittedSale:
+    """A posted sale that passed the checks needing no stock: priced, with its id."""
+
+    posted: SaleInput
+    sale_id: UUID
+    lines: list[SaleLine]
+    admitted_at: datetime
+
+    @property
+    def happened(self) -> datetime:
+        return self.posted.occurred_at or self.admitted_at
+
+    @property
+    def late(self) -> bool:
+        return self.admitted_at - self.happened > LATE_AFTER
+
+
+class _Unread:
+    """Marks an argument the callee reads itself."""
+
+
+UNREAD = _Unread()
+
+
+@dataclass(frozen=True)
 class SaleReceipt:
     sale_id: UUID
     terminal: str
@@ -401,54 +439,75 @@ class RetailApp(Application[UUID]):
         payments: list[Payment],
     ) -> SaleReceipt:
         """Records a till sale once; a retry answers the first receipt and writes nothing."""
-        require_code("terminal_id", terminal)
-        require_code("client_sale_id", client_sale_id)
-        if not self.location_kind(location).sells_at_till:
-            raise NotASellingLocationError(location, self.location_kind(location).value)
-        if occurred_at is not None and occurred_at.tzinfo is None:
-            raise InvalidValueError("occurred_at", "must carry a timezone")
-        priced = self._price_lines(lines)
-        check_sale(priced, payments)
-        sale_id = PosSale.create_id(terminal, client_sale_id)
+        posted = SaleInput(terminal, client_sale_id, location, staff, occurred_at, lines, payments)
+        sale = self.admit_sale(posted)
 
         def attempt() -> SaleReceipt:
-            existing = self._find(PosSale, sale_id)
+            existing = self._find(PosSale, sale.sale_id)
             if existing is not None:
-                existing.check_is_retry_of(location, priced, payments)
+                existing.check_is_retry_of(location, sale.lines, payments)
                 return self._receipt(existing, self._head(), replayed=True)
-            now = self.clock()
-            happened = occurred_at or now
-            late = now - happened > LATE_AFTER
-            # Goods handed over while the terminal was offline are a fact even if the pop-up
-            # has stopped selling since; a live sale needs an open location.
-            if not late and self.location_kind(location) is LocationKind.POPUP:
-                self.get_location(location).check_sells()  # only pop-ups open and close
-            till = self._find(Terminal, Terminal.create_id(terminal))
-            if till is not None:
-                till.check_at(location)
-            closed_at = till.last_closed_at if till is not None else None
+            till = self.till_for_sale(sale)
             items = _Items(self, location)
-            negative: list[str] = []
-            for line in priced:
-                if items.get(line.sku).sell(line.quantity, sale_id) and line.sku not in negative:
-                    negative.append(line.sku)
-            sale = PosSale(
-                terminal=terminal,
-                client_sale_id=client_sale_id,
-                location=location,
-                staff=staff.strip(),
-                occurred_at=happened,
-                lines=priced,
-                payments=payments,
-                negative_stock_skus=negative,
-                shift_id=till.open_shift if till is not None else "",
-                late=late,
-                after_shift_close=closed_at is not None and happened < closed_at,
-            )
-            position = self._save(sale, *items.pending())
-            return self._receipt(sale, position, replayed=False)
+            booked = self.book_sale(sale, till, items)
+            position = self._save(booked, *items.pending())
+            return self._receipt(booked, position, replayed=False)
 
         return self._with_retries(attempt)
+
+    def admit_sale(self, posted: SaleInput) -> AdmittedSale:
+        """The checks of a posted sale that need no stock and no terminal; its priced lines."""
+        require_code("terminal_id", posted.terminal)
+        require_code("client_sale_id", posted.client_sale_id)
+        kind = self.location_kind(posted.location)
+        if not kind.sells_at_till:
+            raise NotASellingLocationError(posted.location, kind.value)
+        if posted.occurred_at is not None and posted.occurred_at.tzinfo is None:
+            raise InvalidValueError("occurred_at", "must carry a timezone")
+        priced = self._price_lines(posted.lines)
+        check_sale(priced, posted.payments)
+        sale_id = PosSale.create_id(posted.terminal, posted.client_sale_id)
+        return AdmittedSale(posted, sale_id, priced, self.clock())
+
+    def till_for_sale(
+        self, sale: AdmittedSale, till: Terminal | _Unread | None = UNREAD
+    ) -> Terminal | None:
+        """The checks that read the store but change nothing: the location still sells (only
+        pop-ups open and close) and the terminal, if registered, is at it. Answers the
+        terminal (read here unless given)."""
+        posted = sale.posted
+        # Goods handed over while the terminal was offline are a fact even if the pop-up
+        # has stopped selling since; a live sale needs an open location.
+        if not sale.late and self.location_kind(posted.location) is LocationKind.POPUP:
+            self.get_location(posted.location).check_sells()
+        if isinstance(till, _Unread):
+            till = self._find(Terminal, Terminal.create_id(posted.terminal))
+        if till is not None:
+            till.check_at(posted.location)
+        return till
+
+    def book_sale(self, sale: AdmittedSale, till: Terminal | None, items: _Items) -> PosSale:
+        """Books the goods out of the location's stock items and creates the sale (unsaved).
+        Nothing here refuses a checked sale: a sale is a fact, stock may go negative."""
+        posted = sale.posted
+        negative: list[str] = []
+        for line in sale.lines:
+            if items.get(line.sku).sell(line.quantity, sale.sale_id) and line.sku not in negative:
+                negative.append(line.sku)
+        closed_at = till.last_closed_at if till is not None else None
+        return PosSale(
+            terminal=posted.terminal,
+            client_sale_id=posted.client_sale_id,
+            location=posted.location,
+            staff=posted.staff.strip(),
+            occurred_at=sale.happened,
+            lines=sale.lines,
+            payments=posted.payments,
+            negative_stock_skus=negative,
+            shift_id=till.open_shift if till is not None else "",
+            late=sale.late,
+            after_shift_close=closed_at is not None and sale.happened < closed_at,
+        )
 
     def record_return(
         self,

@@ -11,9 +11,7 @@ of a commit is shared by the whole batch instead of paid per buyer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from domain.online import FLASH_BATCH, FLASH_BOUGHT, FlashBatch, FlashLine
 from domain.stock import StockItem
 from domain.values import CampaignKind, require_code, require_positive
 from services.application import MAX_ATTEMPTS, RetailApp, _Items, _Quotas
+from services.desks import Desk, Ticket, answer_of
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,6 @@ class Outcome(StrEnum):
     LIMIT_REACHED = "limit_reached"
 
 
-class OverloadedError(Exception):
-    """Too many purchases queued for one SKU: refused at once, a definite answer."""
-
-
 @dataclass(frozen=True)
 class FlashResult:
     order_id: str
@@ -63,26 +58,10 @@ class FlashResult:
     replayed: bool = False
 
 
-class _Purchase:
-    """One buyer's purchase on its way through a desk, and its answer once decided.
+class _Purchase(Ticket):
+    """One buyer's purchase on its way through a desk, and its answer once decided."""
 
-    A buyer on a thread waits on a plain lock that the desk releases; a buyer on an event loop
-    (the gRPC server) awaits a future that the desk resolves, one hand-over to the loop per
-    batch. Both are cheaper than a concurrent.futures.Future per purchase, whose Condition
-    notifications took a quarter of the API process's GIL time (py-spy)."""
-
-    __slots__ = (
-        "_done",
-        "answer",
-        "campaign",
-        "deadline",
-        "future",
-        "loop",
-        "member",
-        "order_id",
-        "quantity",
-        "sku",
-    )  # fmt: skip
+    __slots__ = ("campaign", "member", "order_id", "quantity", "sku")
 
     def __init__(
         self,
@@ -94,52 +73,9 @@ class _Purchase:
         sku: str,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        super().__init__(deadline, loop)
         self.order_id, self.member, self.quantity = order_id, member, quantity
-        self.campaign, self.deadline, self.sku = campaign, deadline, sku
-        self.answer: FlashResult | BaseException | None = None
-        self.loop = loop
-        if loop is None:
-            self._done = threading.Lock()
-            self._done.acquire()
-        else:
-            self.future: asyncio.Future[FlashResult] = loop.create_future()
-
-    def wait(self, timeout: float) -> FlashResult:
-        """For a buyer on a thread: the answer, once the desk has woken us."""
-        if not self._done.acquire(timeout=timeout):
-            raise TimeoutError("the flash sale desk did not answer in time")
-        answer = self.answer
-        if isinstance(answer, BaseException):
-            raise answer
-        assert answer is not None
-        return answer
-
-    def resolve(self) -> None:
-        """On the buyer's event loop: hands the answer to the awaiting buyer."""
-        if self.future.done():  # the buyer gave up (its call was cancelled)
-            return
-        if isinstance(self.answer, BaseException):
-            self.future.set_exception(self.answer)
-        else:
-            self.future.set_result(self.answer)  # type: ignore[arg-type]
-
-
-def _resolve_all(purchases: list[_Purchase]) -> None:
-    for purchase in purchases:
-        purchase.resolve()
-
-
-def _wake(purchases: list[_Purchase]) -> None:
-    """Wakes the buyers of decided purchases: threads one by one, event loops once each."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Purchase]] = {}
-    for purchase in purchases:
-        if purchase.loop is None:
-            purchase._done.release()
-        else:
-            by_loop.setdefault(purchase.loop, []).append(purchase)
-    for loop, waiting in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            loop.call_soon_threadsafe(_resolve_all, waiting)
+        self.campaign, self.sku = campaign, sku
 
 
 # What a confirmed order id bought: (sku, member, quantity, campaign). A plain tuple of
@@ -202,7 +138,7 @@ class OrderBook:
                 self._orders.pop(order_id, None)
 
 
-class FlashDesk:
+class FlashDesk(Desk[_Purchase]):
     """The single writer for one SKU at one location."""
 
     def __init__(
@@ -216,16 +152,11 @@ class FlashDesk:
         linger: float = 0.001,
         gather: int = 32,
     ) -> None:
+        super().__init__(f"flash desk of {sku} at {location}", max_batch, max_queue, linger, gather)
         self.app = app
         self.book = book
-        self.linger = linger  # how long a batch waits for more purchases ...
-        self.gather = gather  # ... while it has fewer than this many
         self.sku = sku
         self.location = location
-        self.max_batch = max_batch
-        self.max_queue = max_queue
-        self._queue: queue.SimpleQueue[_Purchase | None] = queue.SimpleQueue()
-        self.batches = 0
         # The desk is the one writer of its stock item (hot-SKU commands are routed to one
         # owner): it keeps the item and the SKU in memory instead of reading them back for every
         # batch, and saves a batch as one FlashBatch event plus one stock movement (per
@@ -235,73 +166,11 @@ class FlashDesk:
         self._item: StockItem | None = None
         self._position = 0  # where the store was when the item was read, or the last save
         self._read_at = 0.0  # when the item in memory was last known to equal the store's
-        self._thread = threading.Thread(target=self._run, name=f"flash-{sku}", daemon=True)
-        self._thread.start()
-
-    def submit(self, purchase: _Purchase) -> _Purchase:
-        if self._queue.qsize() >= self.max_queue:
-            raise OverloadedError(f"{self.sku}: {self.max_queue} purchases already queued")
-        self._queue.put(purchase)
-        return purchase
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-        # Purchases that arrived behind the stop are answered, not left waiting.
-        while True:
-            try:
-                left = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if left is not None:
-                left.answer = OverloadedError("the flash sale desk is stopping")
-                _wake([left])
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            # A commit costs about the same for 1 purchase as for 30: wait a moment for
-            # company before deciding (measured, 30,000 units, 64 buyers in flight: batches of
-            # 6-10 and 1,400-1,800 confirmed/s without; 2,000-2,500 with 1 ms).
-            until = time.monotonic() + self.linger
-            while len(batch) < self.max_batch:
-                wait = until - time.monotonic() if len(batch) < self.gather else 0.0
-                try:
-                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._decide_and_answer(batch)
-                    self._queue.put(None)  # keep the stop marker for stop() to drain behind
-                    return
-                batch.append(more)
-            self._decide_and_answer(batch)
-
-    def _decide_and_answer(self, batch: list[_Purchase]) -> None:
-        try:
-            self._settle(batch)
-        except BaseException as error:  # every buyer must hear something
-            for purchase in batch:
-                if purchase.answer is None:
-                    purchase.answer = error
-            raise
-        finally:
-            _wake(batch)
+        self.start()
 
     def _settle(self, batch: list[_Purchase]) -> None:
         """Gives every purchase of the batch its answer (the caller wakes the buyers)."""
-        now = time.monotonic()
-        # A buyer who gave up before we got to them is not decided: no answer could reach
-        # them. A retry with the same order id is decided then (or answered as a replay).
-        live = [p for p in batch if p.deadline > now]
-        for purchase in batch:
-            if purchase.deadline <= now:
-                purchase.answer = TimeoutError("the purchase was not decided in time")
-        if not live:
-            return
+        live = batch
         for _ in range(MAX_ATTEMPTS):
             try:
                 results = self._decide(live)
@@ -423,11 +292,6 @@ class _Round:
         return Outcome.CONFIRMED
 
 
-def _give_up(future: asyncio.Future[FlashResult]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError("the flash sale desk did not answer in time"))
-
-
 class FlashSales:
     """The desks of every SKU on flash sale, created on first purchase."""
 
@@ -451,7 +315,8 @@ class FlashSales:
         """Decides one purchase; raises only for bad input, broken rules or overload."""
         desk = self._admit(order_id, sku, location, member, quantity, campaign)
         purchase = _Purchase(order_id, member, quantity, campaign, time.monotonic() + timeout, sku)
-        return desk.submit(purchase).wait(timeout + 5)
+        result: FlashResult = desk.submit(purchase).wait(timeout + 5)
+        return result
 
     async def buy_async(
         self,
@@ -475,14 +340,8 @@ class FlashSales:
         purchase = _Purchase(
             order_id, member, quantity, campaign, time.monotonic() + timeout, sku, loop
         )
-        desk.submit(purchase)
-        # The desk answers every purchase it takes (by its deadline at the latest); this
-        # timer only covers a desk that stopped working.
-        late = loop.call_later(timeout + 5, _give_up, purchase.future)
-        try:
-            return await purchase.future
-        finally:
-            late.cancel()
+        result: FlashResult = await answer_of(desk.submit(purchase), timeout)
+        return result
 
     def _admit(
         self, order_id: str, sku: str, location: str, member: str, quantity: int, campaign: str

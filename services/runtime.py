@@ -35,6 +35,7 @@ from services.relay import OutboxRelay
 from services.relay import run_in_thread as run_relay
 from services.rpc.server import Api, create_server
 from services.seed import seed_demo
+from services.tills import TillDesk
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Backend:
         self.projector: Projector | None = None
         self.api: Api | None = None
         self.flash: FlashSales | None = None
+        self.tills: TillDesk | None = None
         self._dead_letter_producer: EnvelopeProducer | None = None
         self._metrics_server: Any = None
         self._threads: list[threading.Thread] = []
@@ -114,11 +116,12 @@ class Backend:
         if "api" in s.roles:
             assert self.engine is not None
             self.flash = FlashSales(self.app)
+            self.tills = TillDesk(self.app)
             self._threads.append(_start_sweeper(self.app, self.stop_event))
             progress = ProgressQueries(self.engine, s.consumer_group)
             self.api = create_server(
                 s.grpc_address, self.app, StockQueries(self.engine), progress, self.flash,
-                workers=s.grpc_workers,
+                self.tills, workers=s.grpc_workers,
             )  # fmt: skip
             log.info(
                 "serving retail.v1 gRPC on %s",
@@ -146,6 +149,9 @@ class Backend:
         if self.flash is not None:
             self.flash.stop()
             self.flash = None
+        if self.tills is not None:
+            self.tills.stop()
+            self.tills = None
         if self.pipeline is not None:  # after the API: the relay publishes the last writes
             self.pipeline.stop()
             self.pipeline = None

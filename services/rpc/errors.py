@@ -22,7 +22,7 @@ from domain.errors import (
     RuleBrokenError,
 )
 from projections.queries import ViewsBehindError
-from services.flash import OverloadedError
+from services.desks import OverloadedError
 
 log = logging.getLogger(__name__)
 

@@ -53,6 +53,7 @@ from services.rpc.servicers import (
     PosServicer,
     StockServicer,
 )
+from services.tills import TillDesk
 
 SERVICE_NAMES = (
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
@@ -103,6 +104,7 @@ def create_server(
     queries: StockQueries,
     progress: ProgressQueries,
     flash: FlashSales,
+    tills: TillDesk,
     workers: int = 32,
 ) -> Api:
     """Builds and starts the server on a loop thread of its own; bind port 0 to let the OS
@@ -115,7 +117,7 @@ def create_server(
     thread.start()
     try:
         return asyncio.run_coroutine_threadsafe(
-            _start(loop, thread, address, app, queries, progress, flash, workers), loop
+            _start(loop, thread, address, app, queries, progress, flash, tills, workers), loop
         ).result(60)
     except BaseException:
         loop.call_soon_threadsafe(loop.stop)
@@ -131,6 +133,7 @@ async def _start(
     queries: StockQueries,
     progress: ProgressQueries,
     flash: FlashSales,
+    tills: TillDesk,
     workers: int,
 ) -> Api:
     server = aio.server(
@@ -158,7 +161,7 @@ async def _start(
         guarded(OrderServicer(app, flash), service(order_pb2, "OrderService")), server
     )
     pos_pb2_grpc.add_PosServiceServicer_to_server(
-        guarded(PosServicer(app), service(pos_pb2, "PosService")), server
+        guarded(PosServicer(app, tills), service(pos_pb2, "PosService")), server
     )
     stock_pb2_grpc.add_StockServiceServicer_to_server(
         guarded(stock_servicer, service(stock_pb2, "StockService")), server

@@ -41,6 +41,7 @@ from services.application import (
     DEFAULT_HOLD,
     ReservationView,
     RetailApp,
+    SaleInput,
     SaleReceipt,
     StockReceipt,
     TransferView,
@@ -48,6 +49,7 @@ from services.application import (
 from services.envelopes import CHANNEL_TO_PROTO, KIND_TO_PROTO, PAYMENT_TO_PROTO
 from services.flash import FlashResult, FlashSales, Outcome
 from services.rpc import convert
+from services.tills import TillDesk
 
 CHANNEL_BY_NAME = {channel.value: proto for channel, proto in CHANNEL_TO_PROTO.items()}
 KIND_BY_NAME = {kind.value: proto for kind, proto in KIND_TO_PROTO.items()}
@@ -364,13 +366,15 @@ def _shift_out(shift: Shift, position: int) -> pos_pb2.Shift:
 
 
 class PosServicer(pos_pb2_grpc.PosServiceServicer):
-    def __init__(self, app: RetailApp) -> None:
+    def __init__(self, app: RetailApp, tills: TillDesk) -> None:
         self.app = app
+        self.tills = tills
 
-    def RecordSale(
-        self, request: pos_pb2.RecordSaleRequest, context: grpc.ServicerContext
+    async def RecordSale(
+        self, request: pos_pb2.RecordSaleRequest, context: aio.ServicerContext[Any, Any]
     ) -> pos_pb2.SaleReceipt:
-        receipt = self.app.record_sale(
+        """On the server's event loop: the till waits for the till desk without a thread."""
+        posted = SaleInput(
             terminal=request.terminal_id,
             client_sale_id=request.client_sale_id,
             location=request.location,
@@ -379,7 +383,9 @@ class PosServicer(pos_pb2_grpc.PosServiceServicer):
             lines=convert.sale_lines_in(request.lines),
             payments=convert.payments_in(request.payments),
         )
-        return _receipt_out(receipt)
+        remaining = context.time_remaining()
+        timeout = min(remaining, 30.0) if remaining is not None else 30.0
+        return _receipt_out(await self.tills.record_async(posted, timeout))
 
     def RecordReturn(
         self, request: pos_pb2.RecordReturnRequest, context: grpc.ServicerContext

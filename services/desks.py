@@ -1,0 +1,188 @@
+"""Single-writer desks: callers queue their commands, one thread decides many per commit.
+
+A desk owns what its commands change (a hot SKU's stock item, the stock of the stores it
+serves) and keeps it in memory. Its thread takes what has queued up, decides each command in
+arrival order, saves every resulting event in one transaction, and only then answers the
+callers. The cost of a commit is shared by the whole batch instead of paid per call, and the
+callers never race each other for the same aggregate.
+
+A caller on a thread waits on a plain lock that the desk releases; a caller on an event loop
+(the gRPC server) awaits a future that the desk resolves, one hand-over to the loop per batch.
+Both are cheaper than a concurrent.futures.Future per command, whose Condition notifications
+took a quarter of the API process's GIL time in the flash sale (py-spy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from typing import Any, Generic, TypeVar
+
+
+class OverloadedError(Exception):
+    """Too many commands queued at one desk: refused at once, a definite answer."""
+
+
+class Ticket:
+    """One command on its way through a desk, and its answer once decided."""
+
+    __slots__ = ("_done", "answer", "deadline", "future", "loop")
+
+    def __init__(self, deadline: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.deadline = deadline
+        self.answer: Any = None  # the result, or the exception to raise to the caller
+        self.loop = loop
+        if loop is None:
+            self._done = threading.Lock()
+            self._done.acquire()
+        else:
+            self.future: asyncio.Future[Any] = loop.create_future()
+
+    def wait(self, timeout: float) -> Any:
+        """For a caller on a thread: the answer, once the desk has woken us."""
+        if not self._done.acquire(timeout=timeout):
+            raise TimeoutError("the desk did not answer in time")
+        answer = self.answer
+        if isinstance(answer, BaseException):
+            raise answer
+        assert answer is not None
+        return answer
+
+    def resolve(self) -> None:
+        """On the caller's event loop: hands the answer to the awaiting caller."""
+        if self.future.done():  # the caller gave up (its call was cancelled)
+            return
+        if isinstance(self.answer, BaseException):
+            self.future.set_exception(self.answer)
+        else:
+            self.future.set_result(self.answer)
+
+
+def _resolve_all(tickets: list[Ticket]) -> None:
+    for ticket in tickets:
+        ticket.resolve()
+
+
+def wake(tickets: list[Any]) -> None:
+    """Wakes the callers of decided tickets: threads one by one, event loops once each."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Ticket]] = {}
+    for ticket in tickets:
+        if ticket.loop is None:
+            ticket._done.release()
+        else:
+            by_loop.setdefault(ticket.loop, []).append(ticket)
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve_all, waiting)
+
+
+def _give_up(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("the desk did not answer in time"))
+
+
+async def answer_of(ticket: Ticket, timeout: float) -> Any:
+    """Awaits a submitted ticket's answer. The desk answers every ticket it takes (by its
+    deadline at the latest); the timer only covers a desk that stopped working."""
+    assert ticket.loop is not None
+    late = ticket.loop.call_later(timeout + 5, _give_up, ticket.future)
+    try:
+        return await ticket.future
+    finally:
+        late.cancel()
+
+
+T = TypeVar("T", bound=Ticket)
+
+
+class Desk(Generic[T]):
+    """The queue and the thread of one single writer; subclasses decide a batch (`_settle`)."""
+
+    def __init__(
+        self,
+        name: str,
+        max_batch: int,
+        max_queue: int,
+        linger: float,
+        gather: int,
+    ) -> None:
+        self.name = name
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.linger = linger  # how long a batch waits for more commands ...
+        self.gather = gather  # ... while it has fewer than this many
+        self.batches = 0
+        self._queue: queue.SimpleQueue[T | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, ticket: T) -> T:
+        if self._queue.qsize() >= self.max_queue:
+            raise OverloadedError(f"{self.name}: {self.max_queue} commands already queued")
+        self._queue.put(ticket)
+        return ticket
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        # Commands that arrived behind the stop are answered, not left waiting.
+        while True:
+            try:
+                left = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if left is not None:
+                left.answer = OverloadedError(f"{self.name} is stopping")
+                wake([left])
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            # A commit costs about the same for 1 command as for 30: wait a moment for
+            # company before deciding (measured in the flash sale, 30,000 units, 64 buyers in
+            # flight: batches of 6-10 and 1,400-1,800 confirmed/s without; 2,000-2,500 with
+            # 1 ms).
+            until = time.monotonic() + self.linger
+            while len(batch) < self.max_batch:
+                wait = until - time.monotonic() if len(batch) < self.gather else 0.0
+                try:
+                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._decide_and_answer(batch)
+                    self._queue.put(None)  # keep the stop marker for stop() to drain behind
+                    return
+                batch.append(more)
+            self._decide_and_answer(batch)
+
+    def _decide_and_answer(self, batch: list[T]) -> None:
+        try:
+            now = time.monotonic()
+            # A caller who gave up before we got to them is not decided: no answer could
+            # reach them. A retry of the same command is decided then (or answered as one).
+            live = [ticket for ticket in batch if ticket.deadline > now]
+            for ticket in batch:
+                if ticket.deadline <= now:
+                    ticket.answer = TimeoutError("the command was not decided in time")
+            if live:
+                self._settle(live)
+        except BaseException as error:  # every caller must hear something
+            for ticket in batch:
+                if ticket.answer is None:
+                    ticket.answer = error
+            raise
+        finally:
+            wake(batch)
+
+    def _settle(self, batch: list[T]) -> None:
+        """Gives every ticket of the batch its answer (the caller wakes them)."""
+        raise NotImplementedError
