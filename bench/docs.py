@@ -216,9 +216,10 @@ def render(
         "starts, `RETAIL_DATA_DIR` in a temporary directory (SQLite "
         "event store and views, the defaults), `RETAIL_SEED_DEMO=1`, gRPC on a free loopback "
         f"port, `RETAIL_GRPC_WORKERS={sizes.grpc_workers}` (the default), "
-        "`RETAIL_KAFKA_BOOTSTRAP` pointing at the broker above. Its gRPC server is grpc.aio: "
-        "FlashBuy, GetStock and WatchStock are coroutines, the other methods run in its "
-        "thread pool.",
+        "`RETAIL_KAFKA_BOOTSTRAP` pointing at the broker above. Its gRPC server is grpc.aio on "
+        "a uvloop event loop: FlashBuy, GetStock, WatchStock and RecordSale are coroutines "
+        "(the first and the last wait for their desk's commit), the other methods run in "
+        "its thread pool.",
         "- The load: `python -m bench.load`, a separate process per run, one grpc.aio event "
         f"loop over one loopback channel, {sizes.concurrency} calls in flight in the closed-loop "
         "runs; every run is bounded in calls and in seconds.",
@@ -228,8 +229,9 @@ def render(
         "response captured from the backend in this run), driven exactly like the backend: "
         f"`bench.servers noop`, a sync `grpc.server` with a {sizes.grpc_workers}-thread pool "
         "(thread per call), and `bench.servers noop_aio`, the same methods as coroutines on a "
-        "grpc.aio server (the backend's kind of server). Each row's ceiling is the faster of "
-        "the two in this run, so no ratio is flattered by the choice.",
+        "grpc.aio server (the backend's kind of server, on the same uvloop event loop). Each "
+        "row's ceiling is the faster of the two in this run, so no ratio is flattered by the "
+        "choice.",
         "- The naive peer: `bench.servers naive`, the same server answering FlashBuy with "
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import queue
 import signal
 import sqlite3
@@ -35,6 +36,7 @@ import grpc
 from grpc import aio
 
 from protos.retail.v1 import order_pb2, pos_pb2, stock_pb2
+from services.rpc.loop import new_event_loop
 
 
 class NoopOrders:
@@ -255,7 +257,11 @@ def serve_aio(spec: dict[str, Any]) -> None:
             await asyncio.wait_for(stop.wait(), 3600)  # bounded even if nobody stops us
         await server.stop(2)
 
-    asyncio.run(main())
+    # On the backend's kind of event loop (uvloop unless RETAIL_EVENT_LOOP=asyncio), so the
+    # ceiling is not lowered by a slower loop than the backend's.
+    kind = os.environ.get("RETAIL_EVENT_LOOP", "uvloop")
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(kind)) as runner:
+        runner.run(main())
 
 
 def serve(spec: dict[str, Any]) -> None:

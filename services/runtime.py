@@ -121,7 +121,7 @@ class Backend:
             progress = ProgressQueries(self.engine, s.consumer_group)
             self.api = create_server(
                 s.grpc_address, self.app, StockQueries(self.engine), progress, self.flash,
-                self.tills, workers=s.grpc_workers,
+                self.tills, workers=s.grpc_workers, event_loop=s.event_loop,
             )  # fmt: skip
             log.info(
                 "serving retail.v1 gRPC on %s",

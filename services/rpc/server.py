@@ -1,8 +1,8 @@
 """The gRPC server factory: every retail.v1 service, health checking and reflection.
 
-The server is a grpc.aio server on an event loop of its own thread. The hot methods are
-coroutines on that loop (FlashBuy waits for its desk's commit without holding a thread;
-GetStock answers kept results in the loop); every other method is a plain function that
+The server is a grpc.aio server on an event loop (uvloop's) of its own thread. The hot methods
+are coroutines on that loop (FlashBuy and RecordSale wait for their desk's commit without
+holding a thread; GetStock answers kept results in the loop); every other method is a plain function that
 grpc runs in the server's thread pool (its `migration_thread_pool`). Measured: with a
 thread per waiting buyer the flash sale stopped at about half the no-op server's rate,
 whatever the desk did (docs/benchmarks.md, the group-commit peer).
@@ -44,6 +44,7 @@ from protos.retail.v1 import (
 from services.application import RetailApp
 from services.flash import FlashSales
 from services.rpc.errors import guarded
+from services.rpc.loop import new_event_loop
 from services.rpc.reports import FinanceServicer, SalesServicer
 from services.rpc.servicers import (
     CatalogServicer,
@@ -106,10 +107,11 @@ def create_server(
     flash: FlashSales,
     tills: TillDesk,
     workers: int = 32,
+    event_loop: str = "uvloop",
 ) -> Api:
     """Builds and starts the server on a loop thread of its own; bind port 0 to let the OS
     choose (tests)."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(event_loop)
     loop.set_default_executor(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-async")
     )

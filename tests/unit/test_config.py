@@ -33,6 +33,7 @@ def test_postgres_is_chosen_by_configuration() -> None:
         ({"RETAIL_EVENT_STORE": "postgres"}, "RETAIL_POSTGRES_DSN"),
         ({"RETAIL_ROLES": "api,cook"}, "RETAIL_ROLES"),
         ({"RETAIL_KAFKA_PORT": "abc"}, "RETAIL_KAFKA_PORT"),
+        ({"RETAIL_EVENT_LOOP": "trio"}, "RETAIL_EVENT_LOOP"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], named: str) -> None:
