@@ -153,7 +153,10 @@ class StageProfile:
         """The heaviest functions by cumulative time, as shares of the profiled time."""
         if self.profiler is None:
             return ""
-        stats = pstats.Stats(self.profiler)
+        try:
+            stats = pstats.Stats(self.profiler)
+        except TypeError:  # the stage did not run (pstats refuses an empty profile)
+            return ""
         entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
         total = max((entry[3] for entry in entries.values()), default=0.0) or 1.0
         heavy = sorted(entries.items(), key=lambda item: item[1][3], reverse=True)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from projections.projector import Record
 
@@ -60,6 +61,36 @@ def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str]) -> Non
         admin.close()
 
 
+class KeyedPartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """The default partitioner's choice (murmur2 of the key, as the Java client: one stream
+    keeps one partition) for less: a key's hash is kept, since a stock item's key comes back
+    with every movement, and a topic's partition list is sorted once, not per record. The
+    default took 10 % of the relay's time (cProfile, POS events)."""
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self.keep = keep
+        self._hashes: dict[bytes, int] = {}
+        self._partitions: dict[str, list[int]] = {}
+
+    def partition(  # type: ignore[no-untyped-def]
+        self, topic, key, serialized_key, value, serialized_value, cluster
+    ) -> int:
+        partitions = cluster.partitions_for_topic(topic)
+        if serialized_key is None or not partitions:
+            return super().partition(  # type: ignore[no-any-return]
+                topic, key, serialized_key, value, serialized_value, cluster
+            )
+        ordered = self._partitions.get(topic)
+        if ordered is None or len(ordered) != len(partitions):
+            ordered = self._partitions[topic] = sorted(partitions)
+        hashed = self._hashes.get(serialized_key)
+        if hashed is None:
+            if len(self._hashes) >= self.keep:
+                self._hashes.clear()
+            hashed = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        return ordered[hashed % len(ordered)]
+
+
 class EnvelopeProducer:
     """Sends serialised envelopes with acks from every in-sync replica and idempotence on."""
 
@@ -75,6 +106,7 @@ class EnvelopeProducer:
                 client_id=self.client_id,
                 acks="all",
                 enable_idempotence=True,
+                partitioner=KeyedPartitioner(),
                 linger_ms=2,
                 batch_size=256 * 1024,
                 retries=2_147_483_647,
