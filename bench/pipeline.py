@@ -150,18 +150,21 @@ def bench_raw_produce(
     try:
         for topic in topic_names(RAW_NS):
             producer.partitions_for(topic)
+        cpu = time.process_time()
         started = time.perf_counter()
         sent = [producer.send(topic, key=key, value=value) for topic, key, value in records]
         producer.flush(timeout=max(deadline.left(), 1.0))
         for result in sent:
             result.get(timeout=30)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         producer.close(timeout=10)
     return {
         "events": len(records),
         "seconds": elapsed,
         "rate": len(records) / elapsed if elapsed else 0.0,
+        "cpu_seconds": cpu,  # this process's (client and its I/O thread), not the broker's
     }
 
 
@@ -257,10 +260,12 @@ def bench_raw_consume(
         while not first and not deadline.passed():  # as for the projector: the first batch
             first = apply(consumer.poll(timeout_ms=500))  # is not timed
         seen = first
+        cpu = time.process_time()
         started = time.perf_counter()
         while seen < total and not deadline.passed():
             seen += apply(consumer.poll(timeout_ms=200))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         consumer.close()
         conn.close()
@@ -268,6 +273,7 @@ def bench_raw_consume(
         "records": seen,
         "seconds": elapsed,
         "rate": (seen - first) / elapsed if elapsed else 0.0,
+        "cpu_per_record": cpu / (seen - first) if seen > first else 0.0,
     }
 
 

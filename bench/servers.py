@@ -9,6 +9,10 @@
   `UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0`, committed per call.
 - `noop_aio`: the same no-op methods as coroutines on a grpc.aio server (the backend's kind
   of server); the table's ceiling is the faster of the two.
+- `handoff_aio`: `noop_aio` with FlashBuy and RecordSale answered through the backend's desk
+  machinery (services.desks: a queue, a thread deciding batches, the answers handed back to
+  the loop), deciding nothing and saving nothing: what answering after a commit made by a
+  writer thread costs before any commit is made.
 - `group`: the group-commit peer. FlashBuy handed to one writer thread that commits each
   batch's order ids in one SQLite transaction before answering (GroupCommitOrders).
 
@@ -29,6 +33,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from concurrent import futures
 from typing import Any
 
@@ -36,6 +41,7 @@ import grpc
 from grpc import aio
 
 from protos.retail.v1 import order_pb2, pos_pb2, stock_pb2
+from services.desks import Desk, Ticket, answer_of
 from services.rpc.loop import new_event_loop
 
 
@@ -237,13 +243,59 @@ def _as_coroutine(behaviour: Any) -> Any:
     return answer
 
 
+class _Call(Ticket):
+    __slots__ = ("context", "request")
+
+    def __init__(self, request: Any, context: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(time.monotonic() + 30, loop)
+        self.request, self.context = request, context
+
+
+class _NoopDesk(Desk[_Call]):
+    """The backend's desk machinery (services.desks) deciding nothing: each call is answered
+    by the no-op behaviour on the desk's thread, then handed back to the loop."""
+
+    def __init__(self, behaviour: Any) -> None:
+        super().__init__("no-op desk", 1000, 50_000, 0.001, 32)
+        self.behaviour = behaviour
+        self.start()
+
+    def _settle(self, batch: list[_Call]) -> None:
+        for call in batch:
+            call.answer = self.behaviour(call.request, call.context)
+
+
+def _handed_off(behaviour: Any) -> Any:
+    desk = _NoopDesk(behaviour)
+
+    async def answer(request: Any, context: Any) -> Any:
+        call = desk.submit(_Call(request, context, asyncio.get_running_loop()))
+        return await answer_of(call, 30)
+
+    return answer
+
+
+def _handoff_handlers(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """`handoff_aio`: FlashBuy and RecordSale answered by the no-op behaviour after a round
+    trip through a desk thread, as the backend answers them after its desk's commit."""
+    orders = NoopOrders(int(spec["units"]))
+    pos = NoopPos(bytes.fromhex(spec.get("receipt_hex", "")))
+    return (
+        _service(ORDERS, {"FlashBuy": (_handed_off(orders.FlashBuy), *FLASH)}),
+        _service(POS, {"RecordSale": (_handed_off(pos.RecordSale), *RECORD_SALE)}),
+    )
+
+
 def serve_aio(spec: dict[str, Any]) -> None:
     """`noop_aio`: the same no-op methods as coroutines on a grpc.aio server, the kind of
-    server the backend is."""
+    server the backend is; `handoff_aio`: the same, answered through a desk thread."""
 
     async def main() -> None:
         server = aio.server(options=[("grpc.so_reuseport", 0)])
-        server.add_generic_rpc_handlers(_noop_handlers(spec, coroutines=True))
+        if spec["mode"] == "handoff_aio":
+            server.add_generic_rpc_handlers(_handoff_handlers(spec))
+        else:
+            server.add_generic_rpc_handlers(_noop_handlers(spec, coroutines=True))
         if server.add_insecure_port(f"127.0.0.1:{int(spec['port'])}") == 0:
             raise SystemExit(f"cannot listen on port {spec['port']}")
         await server.start()
@@ -265,7 +317,7 @@ def serve_aio(spec: dict[str, Any]) -> None:
 
 
 def serve(spec: dict[str, Any]) -> None:
-    if spec["mode"] == "noop_aio":
+    if spec["mode"] in ("noop_aio", "handoff_aio"):
         serve_aio(spec)
         return
     server = grpc.server(
