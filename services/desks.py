@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 import time
 from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 
 class OverloadedError(Exception):
@@ -179,7 +182,12 @@ class Desk(Generic[T]):
             for ticket in batch:
                 if ticket.answer is None:
                     ticket.answer = error
-            raise
+            if not isinstance(error, Exception):
+                raise  # the process is being stopped
+            # A failure of one batch (a store that refused a commit, say) is that batch's
+            # answer; the desk goes on with the next one rather than leave every later
+            # caller waiting for a thread that died.
+            log.exception("%s: a batch of %d failed", self.name, len(batch))
         finally:
             wake(batch)
 

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # The desk keeps at most this many stock items in memory (the least recently saved go first);
 # the repository's cache holds as many aggregates.
 MAX_KEPT = 20_000
+PAGE = 1000
 TERMINAL_TOPICS = [TERMINAL_REGISTERED, TERMINAL_SHIFT_OPENED, TERMINAL_SHIFT_CLOSED]
 
 
@@ -90,12 +91,22 @@ class _Terminals:
         self._read_to = app._head()  # before any terminal is read: nothing later is missed
 
     def catch_up(self) -> None:
+        # Up to the head as read first: an event saved after it is read next time. Without
+        # the bound the position only moved on a terminal event, and every batch scanned all
+        # the events saved since the last one (RecordSale p99 246 ms at half load).
+        head = self.app._head()
+        if head <= self._read_to:
+            return
         while page := self.app.recorder.select_notifications(
-            start=self._read_to, limit=1000, topics=TERMINAL_TOPICS, inclusive_of_start=False
-        ):
+            start=self._read_to, limit=PAGE, stop=head, topics=TERMINAL_TOPICS,
+            inclusive_of_start=False,
+        ):  # fmt: skip
             for notification in page:
                 self._kept.pop(str(notification.originator_id), None)
             self._read_to = page[-1].id
+            if len(page) < PAGE:
+                break
+        self._read_to = head
 
     def get(self, terminal: str) -> Terminal | None:
         stream = Terminal.create_id(terminal)
@@ -149,7 +160,7 @@ class TillDesk(Desk[_Sale]):
         for ticket in batch:
             try:
                 sale = app.admit_sale(ticket.posted)
-            except DomainError as error:
+            except Exception as error:
                 ticket.answer = error
                 continue
             if sale.sale_id in seen:  # posted twice in one batch: the second is a retry

@@ -2,8 +2,8 @@
 
 The server is a grpc.aio server on an event loop (uvloop's) of its own thread. The hot methods
 are coroutines on that loop (FlashBuy and RecordSale wait for their desk's commit without
-holding a thread; GetStock answers kept results in the loop); every other method is a plain function that
-grpc runs in the server's thread pool (its `migration_thread_pool`). Measured: with a
+holding a thread; GetStock answers kept results in the loop); every other method is a plain
+function that grpc runs in the server's thread pool (its `migration_thread_pool`). Measured: with a
 thread per waiting buyer the flash sale stopped at about half the no-op server's rate,
 whatever the desk did (docs/benchmarks.md, the group-commit peer).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from domain.errors import (
 )
 from domain.values import LocationKind, Money
 from services.application import RetailApp, SaleInput, SaleLineInput, SaleReceipt
+from services.desks import Desk, Ticket
 from services.tills import TillDesk
 from tests.unit.conftest import Clock
 
@@ -122,6 +124,14 @@ def test_a_sale_carries_the_shift_open_on_its_terminal(store: str, tmp_path: Pat
         app.close()
 
 
+def test_the_desk_reads_each_terminal_event_once(app: RetailApp, desk: TillDesk) -> None:
+    for n in range(3):
+        desk.record(posted(f"S-{n}", ("TINA-30", 1)))
+    # Caught up to where the store was before the last batch, terminal events or not (it
+    # used to stay put without one, and every batch read everything saved since).
+    assert desk._terminals._read_to >= (app.recorder.max_notification_id() or 0) - 2
+
+
 def test_stock_moved_by_another_command_is_read_again(app: RetailApp, desk: TillDesk) -> None:
     desk.record(posted("S-1", ("TINA-30", 1)))
     app.receive_stock("TINA-30", "STORE-1", 50, "DN-1")  # this process, outside the desk
@@ -182,3 +192,42 @@ def test_retries_in_any_order_never_double_count(
     finally:
         desk.stop()
         app.close()
+
+
+def test_a_failing_batch_is_answered_and_the_desk_goes_on() -> None:
+    class Flaky(Desk[Ticket]):
+        def __init__(self) -> None:
+            super().__init__("flaky desk", 10, 100, 0.0, 1)
+            self.failed = False
+            self.start()
+
+        def _settle(self, batch: list[Ticket]) -> None:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("the store refused the commit")
+            for ticket in batch:
+                ticket.answer = "done"
+
+    desk = Flaky()
+    try:
+        with pytest.raises(RuntimeError, match="refused"):
+            desk.submit(Ticket(time.monotonic() + 5)).wait(5)
+        assert desk.submit(Ticket(time.monotonic() + 5)).wait(5) == "done"
+    finally:
+        desk.stop()
+
+
+def test_a_sale_whose_checks_fail_to_read_is_answered_alone(
+    app: RetailApp, desk: TillDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admit = app.admit_sale
+
+    def flaky(posted: SaleInput):  # type: ignore[no-untyped-def]
+        if posted.client_sale_id == "S-2":
+            raise OSError("disk I/O error")
+        return admit(posted)
+
+    monkeypatch.setattr(app, "admit_sale", flaky)
+    results = post_all(desk, [posted(f"S-{n}", ("TINA-30", 1)) for n in range(1, 4)])
+    assert [type(r) for r in results] == [SaleReceipt, OSError, SaleReceipt]
+    assert on_hand(app, "TINA-30") == -2
