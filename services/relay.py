@@ -132,14 +132,17 @@ class OutboxRelay:
             sent.extend(self.producer.send(topic, None, marker, partition=p) for p in partitions)
         return sent
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.05, gather: float = 0.05) -> None:
+    def run(self, stop: threading.Event, idle_wait: float = 0.05, gather: float = 0.02) -> None:
         """Relays until `stop` is set; failures are logged and retried with a backoff.
 
         While writes keep coming, each call waits `gather` seconds after the one before, so
         a call carries a burst's worth of events and one set of markers (one per partition),
         not a set per commit: during a flash sale (a commit every few ms) the markers, their
         acknowledgements and the projector's commits for them took 0.4 cores of the relay and
-        projector's process and 0.4 of the broker's. Projection lag grows by up to `gather`.
+        projector's process and 0.4 of the broker's. Projection lag grows by up to `gather`:
+        at half of the POS scenario's maximum (340-430 sales/s), 20 ms instead of 50 ms took
+        the lag's p50 from 141-158 ms to 102-126 ms (three runs each), at most 50 calls,
+        so 50 sets of markers, a second.
         """
         backoff = 0.1
         while not stop.is_set():
