@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from eventsourcing.application import Application
 from sqlalchemy import Engine, select
 
 from domain.errors import SaleIdReusedError
@@ -12,11 +14,12 @@ from domain.values import LocationKind, Money
 from projections.db import make_engine
 from projections.models import StockView
 from projections.projector import Projector, Record
-from services.application import RetailApp, SaleLineInput
+from services.application import RetailApp, SaleInput, SaleLineInput
 from services.bus import EnvelopeProducer
 from services.config import Settings
 from services.envelopes import LocationFacts, to_outgoing
 from services.relay import OutboxRelay
+from services.tills import TillDesk
 
 pytestmark = pytest.mark.postgres
 
@@ -132,3 +135,34 @@ def test_the_relay_position_is_kept_in_the_postgres_event_store(app: RetailApp) 
     head = app.recorder.max_notification_id()
     assert relay.position == head and len(producer.sent) == relay.published > 0
     assert OutboxRelay(app, _RecordingProducer()).position == head
+
+
+def test_the_till_desk_on_postgres(app: RetailApp) -> None:
+    """Batched sales, a retry, a shift read from PostgreSQL's notifications (stream ids come
+    back as UUIDs there) and a stock item saved behind the desk's back (the batch's commit
+    fails and it is decided again sale by sale)."""
+    desk = TillDesk(app, linger=0.05, gather=64)
+
+    def post(sale: str, quantity: int = 1) -> SaleInput:
+        lines = [SaleLineInput("TINA-30", quantity)]
+        return SaleInput("T-1", sale, "STORE-1", "", None, lines, [])
+
+    try:
+        app.receive_stock("TINA-30", "STORE-1", 100, "DN-1")
+        with ThreadPoolExecutor(8) as pool:
+            receipts = list(pool.map(desk.record, [post(f"S-{n}") for n in range(20)]))
+        assert desk.batches < 20 and not any(r.replayed for r in receipts)
+        assert desk.record(post("S-3")).replayed
+        app.open_shift("T-1", "SH-1", "STORE-1", "staff", Money(0, "CNY"))
+        assert desk.record(post("S-20")).shift_id == "SH-1"
+        item = app.get_stock_item("TINA-30", "STORE-1")
+        assert item is not None
+        item.receive(10, "DN-elsewhere")
+        Application.save(app, item)  # not through this process's bookkeeping
+        batches = desk.batches
+        assert not desk.record(post("S-21", 2)).replayed
+        assert desk.batches == batches  # its batch's commit failed: decided on its own
+        item = app.get_stock_item("TINA-30", "STORE-1")
+        assert item is not None and item.on_hand == 100 - 21 + 10 - 2
+    finally:
+        desk.stop()
