@@ -121,13 +121,6 @@ class AdmittedSale:
         return self.admitted_at - self.happened > LATE_AFTER
 
 
-class _Unread:
-    """Marks an argument the callee reads itself."""
-
-
-UNREAD = _Unread()
-
-
 @dataclass(frozen=True)
 class SaleReceipt:
     sale_id: UUID
@@ -439,16 +432,22 @@ class RetailApp(Application[UUID]):
         payments: list[Payment],
     ) -> SaleReceipt:
         """Records a till sale once; a retry answers the first receipt and writes nothing."""
-        posted = SaleInput(terminal, client_sale_id, location, staff, occurred_at, lines, payments)
+        return self.record_posted_sale(
+            SaleInput(terminal, client_sale_id, location, staff, occurred_at, lines, payments)
+        )
+
+    def record_posted_sale(self, posted: SaleInput) -> SaleReceipt:
+        """`record_sale` of a sale as the terminal posted it."""
         sale = self.admit_sale(posted)
 
         def attempt() -> SaleReceipt:
             existing = self._find(PosSale, sale.sale_id)
             if existing is not None:
-                existing.check_is_retry_of(location, sale.lines, payments)
+                existing.check_is_retry_of(posted.location, sale.lines, posted.payments)
                 return self._receipt(existing, self._head(), replayed=True)
-            till = self.till_for_sale(sale)
-            items = _Items(self, location)
+            till = self.find_terminal(posted.terminal)
+            self.check_till(sale, till)
+            items = _Items(self, posted.location)
             booked = self.book_sale(sale, till, items)
             position = self._save(booked, *items.pending())
             return self._receipt(booked, position, replayed=False)
@@ -469,22 +468,19 @@ class RetailApp(Application[UUID]):
         sale_id = PosSale.create_id(posted.terminal, posted.client_sale_id)
         return AdmittedSale(posted, sale_id, priced, self.clock())
 
-    def till_for_sale(
-        self, sale: AdmittedSale, till: Terminal | _Unread | None = UNREAD
-    ) -> Terminal | None:
+    def find_terminal(self, terminal: str) -> Terminal | None:
+        return self._find(Terminal, Terminal.create_id(terminal))
+
+    def check_till(self, sale: AdmittedSale, till: Terminal | None) -> None:
         """The checks that read the store but change nothing: the location still sells (only
-        pop-ups open and close) and the terminal, if registered, is at it. Answers the
-        terminal (read here unless given)."""
+        pop-ups open and close) and the terminal, if registered, is at it."""
         posted = sale.posted
         # Goods handed over while the terminal was offline are a fact even if the pop-up
         # has stopped selling since; a live sale needs an open location.
         if not sale.late and self.location_kind(posted.location) is LocationKind.POPUP:
             self.get_location(posted.location).check_sells()
-        if isinstance(till, _Unread):
-            till = self._find(Terminal, Terminal.create_id(posted.terminal))
         if till is not None:
             till.check_at(posted.location)
-        return till
 
     def book_sale(self, sale: AdmittedSale, till: Terminal | None, items: _Items) -> PosSale:
         """Books the goods out of the location's stock items and creates the sale (unsaved).

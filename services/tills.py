@@ -15,7 +15,7 @@ What the desk keeps in memory is only ever a shortcut: a stock item is used as k
 this process saved no other version of it; a sale always writes every stock item it touches,
 so a version saved elsewhere meanwhile (another process) fails the commit, as does a sale id
 posted before (a till's retry). Then the batch is decided again sale by sale the ordinary way
-(`RetailApp.record_sale`: a retry answers the first receipt), from what the store says.
+(`RetailApp.record_posted_sale`: a retry answers the first receipt), from what the store says.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 from uuid import UUID
 
 from domain.errors import DomainError
@@ -60,6 +61,12 @@ class _Sale(Ticket):
     ) -> None:
         super().__init__(deadline, loop)
         self.posted = posted
+
+
+def _trim(kept: dict[Any, Any]) -> None:
+    """Drops the oldest entries beyond MAX_KEPT (dicts keep insertion order)."""
+    while len(kept) > MAX_KEPT:
+        del kept[next(iter(kept))]
 
 
 class _KeptItems(_Items):
@@ -109,15 +116,13 @@ class _Terminals:
         self._read_to = head
 
     def get(self, terminal: str) -> Terminal | None:
-        stream = Terminal.create_id(terminal)
-        key = str(stream)  # as notifications name it (the SQLite recorder answers text)
+        key = str(Terminal.create_id(terminal))  # as notifications name it (SQLite: text)
         try:
             return self._kept[key]
         except KeyError:
             pass
-        till = self._kept[key] = self.app._find(Terminal, stream)
-        if len(self._kept) > MAX_KEPT:
-            del self._kept[next(iter(self._kept))]
+        till = self._kept[key] = self.app.find_terminal(terminal)
+        _trim(self._kept)
         return till
 
 
@@ -189,8 +194,9 @@ class TillDesk(Desk[_Sale]):
         terminals.catch_up()
         booked: list[tuple[_Sale, PosSale]] = []
         for ticket, sale in admitted:
+            till = terminals.get(sale.posted.terminal)
             try:
-                till = app.till_for_sale(sale, terminals.get(sale.posted.terminal))
+                app.check_till(sale, till)
             except DomainError as error:  # refused before it touched anything
                 ticket.answer = error
                 continue
@@ -206,19 +212,15 @@ class TillDesk(Desk[_Sale]):
         position = app._save(*[sale for _, sale in booked], *touched)
         for items in places.values():
             for sku, item in items.items.items():
-                self._kept.pop((sku, items.location), None)
+                self._kept.pop((sku, items.location), None)  # now the most recently saved
                 self._kept[sku, items.location] = item
-        while len(self._kept) > MAX_KEPT:
-            del self._kept[next(iter(self._kept))]
+        _trim(self._kept)
         for ticket, booked_sale in booked:
             # The batch's newest position: at or after each sale's own events.
             ticket.answer = app._receipt(booked_sale, position, replayed=False)
 
     def _one(self, posted: SaleInput) -> SaleReceipt | Exception:
         try:
-            return self.app.record_sale(
-                posted.terminal, posted.client_sale_id, posted.location, posted.staff,
-                posted.occurred_at, posted.lines, posted.payments,
-            )  # fmt: skip
+            return self.app.record_posted_sale(posted)
         except Exception as error:
             return error
