@@ -3,6 +3,7 @@ scenario's load from a process of its own, prints the table and writes docs/benc
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -500,7 +501,7 @@ def main() -> int:
         return 130
     finally:
         bench.stop()
-        if finished and not bench.errors:
+        if finished and not bench.errors and not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"[bench] logs kept in {work}", flush=True)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -35,10 +34,10 @@ class UnknownEventError(ValueError):
     """An envelope whose payload this reader cannot apply."""
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """A view row by primary key. A partial row changes only the columns it names of a row
-    that must already exist (or arrive earlier in the same batch)."""
+    that must already exist (or arrive earlier in the same batch). A tuple: several are
+    made for every event applied."""
 
     table: str
     key: tuple[Any, ...]
@@ -97,7 +96,7 @@ NO_VIEW_YET = frozenset(
 )  # fmt: skip
 
 
-def _sale_view(envelope: events_pb2.EventEnvelope) -> list[Row]:
+def _sale_view(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     sale, position = envelope.sale_recorded, envelope.position
     return [
         Row("sale_view", (sale.sale_id,), {
@@ -105,13 +104,13 @@ def _sale_view(envelope: events_pb2.EventEnvelope) -> list[Row]:
             "client_sale_id": sale.client_sale_id, "location": sale.location,
             "total_minor": sale.total.minor_units, "currency": sale.total.currency,
             "units": sum(line.quantity for line in sale.lines),
-            "occurred_at": utc(envelope.occurred_at),
+            "occurred_at": when.occurred,
             "position": position,
         })
     ]  # fmt: skip
 
 
-def _return_view(envelope: events_pb2.EventEnvelope) -> list[Row]:
+def _return_view(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     returned, position = envelope.sale_returned, envelope.position
     return [
         Row("sale_return_view", (returned.sale_id, returned.return_id), {
@@ -120,7 +119,7 @@ def _return_view(envelope: events_pb2.EventEnvelope) -> list[Row]:
             "units": sum(line.quantity for line in returned.lines),
             "refund_minor": returned.refund_total.minor_units,
             "currency": returned.refund_total.currency, "damaged": returned.damaged,
-            "occurred_at": utc(envelope.occurred_at),
+            "occurred_at": when.occurred,
             "position": position,
         })
     ]  # fmt: skip
@@ -193,13 +192,25 @@ def day_and_hour(stamp: Timestamp) -> tuple[str, str]:
     return _day_and_hour_of_utc_hour(stamp.seconds // 3600)
 
 
+class _When(NamedTuple):
+    """An envelope's occurred_at as its facts need it, worked out once per envelope."""
+
+    occurred: datetime
+    day: str
+    hour: str
+
+
+def _when(envelope: events_pb2.EventEnvelope) -> _When:
+    stamp = envelope.occurred_at
+    return _When(utc(stamp), *day_and_hour(stamp))
+
+
 def _fact(
-    envelope: events_pb2.EventEnvelope, index: int, kind: str, sale_id: str, location: str,
-    terminal: str, shift: str, sku: str, campaign: str, units: int, gross: int, discount: int,
-    rate_bp: int, currency: str, late: bool,
+    envelope: events_pb2.EventEnvelope, when: _When, index: int, kind: str, sale_id: str,
+    location: str, terminal: str, shift: str, sku: str, campaign: str, units: int, gross: int,
+    discount: int, rate_bp: int, currency: str, late: bool,
 ) -> Row:  # fmt: skip
-    occurred = utc(envelope.occurred_at)
-    day, hour = day_and_hour(envelope.occurred_at)
+    occurred, day, hour = when
     net = gross - discount
     return Row("sales_fact", (f"{envelope.event_id}/{index}",), {
         "id": f"{envelope.event_id}/{index}", "kind": kind, "sale_id": sale_id,
@@ -213,10 +224,10 @@ def _fact(
 
 
 def _payment(
-    envelope: events_pb2.EventEnvelope, index: int, sale_id: str, location: str, terminal: str,
-    shift: str, payment: events_pb2.Payment, sign: int,
+    envelope: events_pb2.EventEnvelope, when: _When, index: int, sale_id: str, location: str,
+    terminal: str, shift: str, payment: events_pb2.Payment, sign: int,
 ) -> Row:  # fmt: skip
-    day, _ = day_and_hour(envelope.occurred_at)
+    day = when.day
     key = f"{envelope.event_id}/p{index}"
     return Row("payment_fact", (key,), {
         "id": key, "sale_id": sale_id, "location": location, "terminal": terminal,
@@ -226,25 +237,25 @@ def _payment(
     })  # fmt: skip
 
 
-def _sale_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+def _sale_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     sale = envelope.sale_recorded
     rows = [
-        _fact(envelope, i, "sale", sale.sale_id, sale.location, sale.terminal, sale.shift_id,
+        _fact(envelope, when, i, "sale", sale.sale_id, sale.location, sale.terminal, sale.shift_id,
               line.sku, "", line.quantity, line.unit_price.minor_units * line.quantity,
               line.discount.minor_units, line.tax_rate_bp, line.unit_price.currency, sale.late)
         for i, line in enumerate(sale.lines)
     ]  # fmt: skip
     rows += [
-        _payment(envelope, i, sale.sale_id, sale.location, sale.terminal, sale.shift_id, p, 1)
+        _payment(envelope, when, i, sale.sale_id, sale.location, sale.terminal, sale.shift_id, p, 1)
         for i, p in enumerate(sale.payments)
     ]
     return rows
 
 
-def _return_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+def _return_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     returned = envelope.sale_returned
     rows = [
-        _fact(envelope, i, "return", returned.sale_id, returned.location, returned.terminal,
+        _fact(envelope, when, i, "return", returned.sale_id, returned.location, returned.terminal,
               returned.shift_id, line.sku, "", -line.quantity, -line.refund.minor_units, 0,
               line.tax_rate_bp, line.refund.currency, False)
         for i, line in enumerate(returned.lines)
@@ -252,6 +263,7 @@ def _return_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     rows += [
         _payment(
             envelope,
+            when,
             i,
             returned.sale_id,
             returned.location,
@@ -266,9 +278,10 @@ def _return_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
 
 
 def _online_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    when = _when(envelope)
     order = envelope.flash_order_confirmed
     return [
-        _fact(envelope, 0, "online", order.order_id, order.location, "", "", order.sku,
+        _fact(envelope, when, 0, "online", order.order_id, order.location, "", "", order.sku,
               order.campaign, order.quantity, order.unit_price.minor_units * order.quantity, 0,
               order.tax_rate_bp, order.unit_price.currency, False)
     ]  # fmt: skip
@@ -276,10 +289,11 @@ def _online_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
 
 def _flash_batch_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     """One online fact per purchase, like a purchase saved on its own (tax per order)."""
+    when = _when(envelope)
     batch = envelope.flash_batch_confirmed
     price, currency = batch.unit_price.minor_units, batch.unit_price.currency
     return [
-        _fact(envelope, i, "online", order.order_id, batch.location, "", "", batch.sku,
+        _fact(envelope, when, i, "online", order.order_id, batch.location, "", "", batch.sku,
               order.campaign, order.quantity, price * order.quantity, 0, batch.tax_rate_bp,
               currency, False)
         for i, order in enumerate(batch.orders)
@@ -328,9 +342,10 @@ def _settlement_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
 
 
 def _reservation_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    when = _when(envelope)
     settled = envelope.reservation_settled
     return [
-        _fact(envelope, i, "online", settled.order_id, settled.location, "", "", line.sku,
+        _fact(envelope, when, i, "online", settled.order_id, settled.location, "", "", line.sku,
               settled.campaign, line.quantity, line.unit_price.minor_units * line.quantity,
               line.discount.minor_units, line.tax_rate_bp, line.unit_price.currency, False)
         for i, line in enumerate(settled.sold)
@@ -339,8 +354,8 @@ def _reservation_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
 
 FINANCE_BUILDERS: dict[str, Callable[[events_pb2.EventEnvelope], list[Row]]] = {
     "reservation_settled": _reservation_facts,
-    "sale_recorded": lambda e: [*_sale_view(e), *_sale_facts(e)],
-    "sale_returned": lambda e: [*_return_view(e), *_return_facts(e)],
+    "sale_recorded": lambda e: [*_sale_view(e, w := _when(e)), *_sale_facts(e, w)],
+    "sale_returned": lambda e: [*_return_view(e, w := _when(e)), *_return_facts(e, w)],
     "flash_order_confirmed": _online_facts,
     "flash_batch_confirmed": _flash_batch_facts,
     "shift_opened": _shift_rows,

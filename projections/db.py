@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
-from projections.models import Base
+from projections.models import RETIRED_INDEXES, Base
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, create: bool = True, bulk: bool = False) -> Engine:
@@ -31,6 +39,9 @@ def make_engine(url: str, *, create: bool = True, bulk: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_bulk_pragmas if bulk else _sqlite_pragmas)
     if create:
         Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for name in RETIRED_INDEXES:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     return engine
 
 
@@ -53,6 +64,77 @@ def _sqlite_bulk_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class WalCheckpointer:
+    """Copies a SQLite file's write-ahead log into the file from a thread of its own.
+
+    SQLite otherwise checkpoints inside the commit that takes the log past 1,000 pages, and
+    the writer waits for it: in the projector that was about four fifths of its commit time
+    (1.06 s of 5.2 s for 100,000 records, 0.20 s without). The writer turns its own
+    checkpoints off (`take_over`); this thread runs a PASSIVE checkpoint, which never blocks
+    the writer or a reader, every `every` seconds. A writer that never pauses can keep the
+    log from starting over (it only does when a transaction begins with every frame copied),
+    so once the log holds more than `RESTART_PAGES` the thread runs a RESTART checkpoint,
+    which waits for the writer's current transaction, copies the few frames left and lets
+    the next one write from the log's start; `journal_size_limit` then truncates the file.
+    A checkpoint that fails is logged and tried again at the next tick."""
+
+    LOG_LIMIT = 64 * 1024 * 1024
+    RESTART_PAGES = 16_384  # 64 MB of 4 kB pages
+
+    def __init__(self, path: str, every: float = 0.2) -> None:
+        self.path = path
+        self.every = every
+        self.checkpoints = 0
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> WalCheckpointer | None:
+        """One for a SQLite file's engine; None for anything else (PostgreSQL, memory)."""
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return cls(str(url.database))
+
+    def take_over(self, conn: Connection) -> None:
+        """Turns the checkpoints of `conn`'s SQLite connection off (once per connection) and
+        makes sure the thread runs."""
+        if not conn.info.get("wal_checkpointer"):
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            conn.exec_driver_sql(f"PRAGMA journal_size_limit={self.LOG_LIMIT}")
+            conn.info["wal_checkpointer"] = True
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(
+                        target=self._run, name="wal-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread after a last checkpoint."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as conn:
+            while True:
+                stopping = self._stop.wait(self.every)
+                try:
+                    _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if pages > self.RESTART_PAGES and not stopping:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                        self.restarts += 1
+                    self.checkpoints += 1
+                except sqlite3.Error as error:
+                    log.warning("WAL checkpoint of %s failed (tried again): %s", self.path, error)
+                if stopping:
+                    return
+
+
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
@@ -73,6 +155,22 @@ class _Plan:
                 values[index] = process(values[index])
             params.append(tuple(values))
         return params
+
+
+_SQLITE_DATETIME = sqlite.DATETIME._storage_format
+
+
+def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's DateTime bind processor with its default storage format, for datetimes
+    through the C-coded isoformat: the same text (year to microsecond, no offset) in about
+    half the time. Anything else goes to `process`."""
+
+    def fast(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+
+    return fast
 
 
 def _by_columns(
@@ -139,8 +237,13 @@ class BulkWriter:
         dialect = self.dialect
         found = []
         for index, name in enumerate(names):
-            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
+            impl = table.c[name].type.dialect_impl(dialect)
+            process = impl.bind_processor(dialect)
+            if process is None:
+                continue
+            if isinstance(impl, sqlite.DATETIME) and impl._storage_format == _SQLITE_DATETIME:
+                found.append((index, _sqlite_datetime(process)))
+            else:
                 found.append((index, process))
         return tuple(found)
 
@@ -194,6 +297,6 @@ def select_versions(conn: Connection, streams: Iterable[str], chunk: int = 500) 
             "SELECT stream_id, version FROM applied_stream "
             f"WHERE stream_id IN ({', '.join([mark] * len(part))})",
             tuple(part),
-        )
-        found.update((stream, version) for stream, version in rows)
+        ).tuples()
+        found.update(rows.all())
     return found

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from projections import metrics
 from projections.builders import Row, UnknownEventError, rows_for
-from projections.db import BulkWriter, select_versions
+from projections.db import BulkWriter, WalCheckpointer, select_versions
 from projections.models import AppliedStream, Base, ConsumerOffset, StreamGap
 from protos.retail.v1 import events_pb2
 
@@ -104,6 +104,7 @@ class Projector:
         self.dead_letters = dead_letters
         self.stats = ProjectorStats()
         self.writer = BulkWriter(engine.dialect)
+        self.checkpointer = WalCheckpointer.for_engine(engine)
 
     def subscribe(self, topics: Sequence[str], timeout: float = 30.0) -> None:
         # Joining the group before the client knows the topics' partitions gets an empty
@@ -178,6 +179,8 @@ class Projector:
                 continue
             decoded.append((record, envelope))
         with self.engine.begin() as conn:
+            if self.checkpointer is not None:
+                self.checkpointer.take_over(conn)
             batch.versions = select_versions(conn, {e.stream_id for _, e in decoded})
             applied = dict(batch.versions)
             for record, envelope in decoded:
@@ -303,7 +306,10 @@ class Projector:
                 self.consumer.seek_to_beginning(tp)
 
     def close(self) -> None:
-        self.consumer.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        if self.consumer is not None:
+            self.consumer.close()
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]

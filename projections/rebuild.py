@@ -129,11 +129,11 @@ def _replay(
     """Reads `partitions` from their start to the given end offsets through the projector;
     answers the records read, events applied and records dead-lettered."""
     ends = {TopicPartition(topic, p): end for topic, p, end in partitions}
-    projector = Projector(engine, consumer=None, group="rebuild")
     done = 0
     progress(0, total)
     if not ends:
         return 0, 0, 0
+    projector = Projector(engine, consumer=None, group="rebuild")
     consumer = _consumer(bootstrap)
     try:
         consumer.assign(list(ends))
@@ -153,6 +153,7 @@ def _replay(
                 done += len(records)
                 progress(done, total)
     finally:
+        projector.close()
         consumer.close()
     return done, projector.stats.applied, projector.stats.rejected
 
