@@ -193,34 +193,51 @@ def day_and_hour(stamp: Timestamp) -> tuple[str, str]:
 
 
 class _When(NamedTuple):
-    """An envelope's occurred_at as its facts need it, worked out once per envelope."""
+    """What an envelope's facts share, worked out once per envelope: its occurred_at as an
+    instant, business day and hour, and the start of its facts' ids."""
 
     occurred: datetime
     day: str
     hour: str
+    ids: str
 
 
 def _when(envelope: events_pb2.EventEnvelope) -> _When:
     stamp = envelope.occurred_at
-    return _When(utc(stamp), *day_and_hour(stamp))
+    # A fact's id is its event's id and line after the event's position, zero-padded: facts
+    # are then inserted in about key order instead of at random places of the id's index
+    # (14.1 -> 11.1 us per sales_fact row on a bench run's events).
+    ids = f"{envelope.position:012d}.{envelope.event_id}/"
+    return _When(utc(stamp), *day_and_hour(stamp), ids)
+
+
+def _fact_base(
+    envelope: events_pb2.EventEnvelope, when: _When, kind: str, location: str, terminal: str,
+    shift: str, late: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The columns every fact of one envelope shares: each line's row is a copy of these
+    with its own columns set (a copy and ten stores cost half of a 21-key dict display)."""
+    source = envelope.source
+    return {
+        "kind": kind, "location": location, "channel": CHANNEL_NAMES.get(source.channel, ""),
+        "district": source.district, "terminal": terminal, "shift_id": shift,
+        "occurred_at": when.occurred, "business_day": when.day, "local_hour": when.hour,
+        "late": late, "position": envelope.position,
+    }  # fmt: skip
 
 
 def _fact(
-    envelope: events_pb2.EventEnvelope, when: _When, index: int, kind: str, sale_id: str,
-    location: str, terminal: str, shift: str, sku: str, campaign: str, units: int, gross: int,
-    discount: int, rate_bp: int, currency: str, late: bool,
+    base: dict[str, Any], ids: str, index: int, sale_id: str, sku: str, campaign: str,
+    units: int, gross: int, discount: int, rate_bp: int, currency: str,
 ) -> Row:  # fmt: skip
-    occurred, day, hour = when
     net = gross - discount
-    return Row("sales_fact", (f"{envelope.event_id}/{index}",), {
-        "id": f"{envelope.event_id}/{index}", "kind": kind, "sale_id": sale_id,
-        "location": location, "channel": CHANNEL_NAMES.get(envelope.source.channel, ""),
-        "district": envelope.source.district, "terminal": terminal, "shift_id": shift,
-        "sku": sku, "campaign": campaign, "units": units, "gross_minor": gross,
-        "discount_minor": discount, "net_minor": net, "tax_minor": tax_included(net, rate_bp),
-        "currency": currency, "occurred_at": occurred, "business_day": day, "local_hour": hour,
-        "late": late, "position": envelope.position,
-    })  # fmt: skip
+    key = f"{ids}{index}"
+    values = base.copy()
+    values["id"], values["sale_id"], values["sku"], values["campaign"] = key, sale_id, sku, campaign
+    values["units"], values["gross_minor"], values["discount_minor"] = units, gross, discount
+    values["net_minor"], values["tax_minor"] = net, tax_included(net, rate_bp)
+    values["currency"] = currency
+    return Row("sales_fact", (key,), values)
 
 
 def _payment(
@@ -228,7 +245,7 @@ def _payment(
     terminal: str, shift: str, payment: events_pb2.Payment, sign: int,
 ) -> Row:  # fmt: skip
     day = when.day
-    key = f"{envelope.event_id}/p{index}"
+    key = f"{when.ids}p{index}"
     return Row("payment_fact", (key,), {
         "id": key, "sale_id": sale_id, "location": location, "terminal": terminal,
         "shift_id": shift, "method": PAYMENT_NAMES.get(payment.method, ""),
@@ -239,10 +256,13 @@ def _payment(
 
 def _sale_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     sale = envelope.sale_recorded
+    base = _fact_base(
+        envelope, when, "sale", sale.location, sale.terminal, sale.shift_id, sale.late
+    )
     rows = [
-        _fact(envelope, when, i, "sale", sale.sale_id, sale.location, sale.terminal, sale.shift_id,
-              line.sku, "", line.quantity, line.unit_price.minor_units * line.quantity,
-              line.discount.minor_units, line.tax_rate_bp, line.unit_price.currency, sale.late)
+        _fact(base, when.ids, i, sale.sale_id, line.sku, "", line.quantity,
+              line.unit_price.minor_units * line.quantity, line.discount.minor_units,
+              line.tax_rate_bp, line.unit_price.currency)
         for i, line in enumerate(sale.lines)
     ]  # fmt: skip
     rows += [
@@ -254,10 +274,11 @@ def _sale_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
 
 def _return_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     returned = envelope.sale_returned
+    base = _fact_base(envelope, when, "return", returned.location, returned.terminal,
+                      returned.shift_id, False)  # fmt: skip
     rows = [
-        _fact(envelope, when, i, "return", returned.sale_id, returned.location, returned.terminal,
-              returned.shift_id, line.sku, "", -line.quantity, -line.refund.minor_units, 0,
-              line.tax_rate_bp, line.refund.currency, False)
+        _fact(base, when.ids, i, returned.sale_id, line.sku, "", -line.quantity,
+              -line.refund.minor_units, 0, line.tax_rate_bp, line.refund.currency)
         for i, line in enumerate(returned.lines)
     ]  # fmt: skip
     rows += [
@@ -280,10 +301,11 @@ def _return_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
 def _online_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     when = _when(envelope)
     order = envelope.flash_order_confirmed
+    base = _fact_base(envelope, when, "online", order.location, "", "", False)
     return [
-        _fact(envelope, when, 0, "online", order.order_id, order.location, "", "", order.sku,
-              order.campaign, order.quantity, order.unit_price.minor_units * order.quantity, 0,
-              order.tax_rate_bp, order.unit_price.currency, False)
+        _fact(base, when.ids, 0, order.order_id, order.sku, order.campaign, order.quantity,
+              order.unit_price.minor_units * order.quantity, 0, order.tax_rate_bp,
+              order.unit_price.currency)
     ]  # fmt: skip
 
 
@@ -291,11 +313,13 @@ def _flash_batch_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     """One online fact per purchase, like a purchase saved on its own (tax per order)."""
     when = _when(envelope)
     batch = envelope.flash_batch_confirmed
-    price, currency = batch.unit_price.minor_units, batch.unit_price.currency
+    price, currency, rate, sku = (
+        batch.unit_price.minor_units, batch.unit_price.currency, batch.tax_rate_bp, batch.sku
+    )  # fmt: skip
+    base = _fact_base(envelope, when, "online", batch.location, "", "", False)
     return [
-        _fact(envelope, when, i, "online", order.order_id, batch.location, "", "", batch.sku,
-              order.campaign, order.quantity, price * order.quantity, 0, batch.tax_rate_bp,
-              currency, False)
+        _fact(base, when.ids, i, order.order_id, sku, order.campaign, order.quantity,
+              price * order.quantity, 0, rate, currency)
         for i, order in enumerate(batch.orders)
     ]  # fmt: skip
 
@@ -344,10 +368,11 @@ def _settlement_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
 def _reservation_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     when = _when(envelope)
     settled = envelope.reservation_settled
+    base = _fact_base(envelope, when, "online", settled.location, "", "", False)
     return [
-        _fact(envelope, when, i, "online", settled.order_id, settled.location, "", "", line.sku,
-              settled.campaign, line.quantity, line.unit_price.minor_units * line.quantity,
-              line.discount.minor_units, line.tax_rate_bp, line.unit_price.currency, False)
+        _fact(base, when.ids, i, settled.order_id, line.sku, settled.campaign, line.quantity,
+              line.unit_price.minor_units * line.quantity, line.discount.minor_units,
+              line.tax_rate_bp, line.unit_price.currency)
         for i, line in enumerate(settled.sold)
     ]  # fmt: skip
 

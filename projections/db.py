@@ -165,9 +165,15 @@ def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     through the C-coded isoformat: the same text (year to microsecond, no offset) in about
     half the time. Anything else goes to `process`."""
 
+    last: list[Any] = [None, None]  # the last datetime and its text: rows of one event share it
+
     def fast(value: Any) -> Any:
+        if value is last[0]:
+            return last[1]
         if type(value) is datetime:
-            return value.isoformat(" ", "microseconds")[:26]
+            text = value.isoformat(" ", "microseconds")[:26]
+            last[0], last[1] = value, text
+            return text
         return process(value)
 
     return fast

@@ -88,7 +88,7 @@ class SalesFact(Base):
 
     __tablename__ = "sales_fact"
 
-    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # event id + line
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # position.event id/line
     kind: Mapped[str] = mapped_column(String(16))  # sale, return, online
     sale_id: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(String(64))

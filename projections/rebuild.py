@@ -7,6 +7,7 @@ live path uses, so live and rebuilt views come from one code path.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import queue
@@ -20,7 +21,7 @@ from sqlalchemy import Engine, select
 
 from projections.db import make_engine
 from projections.models import Base, ConsumerOffset
-from projections.projector import Projector, Record
+from projections.projector import Projector
 
 # Bookkeeping that differs between a live and a rebuilt projection by design.
 NOT_COMPARED = frozenset({ConsumerOffset.__tablename__, "stream_gap"})
@@ -142,12 +143,7 @@ def _replay(
             if time.monotonic() > deadline:
                 raise TimeoutError("the rebuild did not finish in time")
             polled = consumer.poll(timeout_ms=500)
-            records = [
-                Record(tp.topic, tp.partition, r.offset, r.value, r.key)
-                for tp, rs in polled.items()
-                for r in rs
-                if r.offset < ends[tp]
-            ]
+            records = [r for tp, rs in polled.items() for r in rs if r.offset < ends[tp]]
             if records:
                 projector.apply(records)
                 done += len(records)
@@ -220,6 +216,9 @@ def _replay_worker(
 ) -> None:
     """One replaying process: its partitions into the shared tables, progress to `messages`."""
     engine = make_engine(url, create=False, bulk=True)
+    # This process's start-up objects live until it ends: out of every later collection.
+    gc.collect()
+    gc.freeze()
     try:
         result = _replay(
             bootstrap, engine, partitions, time.monotonic() + seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from projections.projector import Record
+from projections.projector import HandedRecord
 from protos.retail.v1 import events_pb2
 from services.bus import (
     DEAD_LETTER_TOPIC,
@@ -31,7 +31,7 @@ def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_topic(
     producer = EnvelopeProducer(kafka_broker.bootstrap)
     try:
         KafkaDeadLetters(producer, dead_topic).send(
-            Record(stock, 0, 41, value, b"A-1"), "UnknownEventError: no view applies it"
+            HandedRecord(stock, 0, 41, value, b"A-1"), "UnknownEventError: no view applies it"
         )
     finally:
         producer.close()

@@ -13,7 +13,7 @@ from domain.errors import SaleIdReusedError
 from domain.values import LocationKind, Money
 from projections.db import make_engine
 from projections.models import StockView
-from projections.projector import Projector, Record
+from projections.projector import HandedRecord, Projector
 from services.application import RetailApp, SaleInput, SaleLineInput
 from services.bus import EnvelopeProducer
 from services.config import Settings
@@ -82,7 +82,8 @@ def test_the_projector_upserts_views_and_offsets_on_postgres(
     for n in app.recorder.select_notifications(start=1, limit=100):
         outgoing = to_outgoing(app.mapper.to_domain_event(n), n.id, app.name, lookup)
         if outgoing is not None:
-            records.append(Record(outgoing.topic, 0, n.id, outgoing.envelope.SerializeToString()))
+            value = outgoing.envelope.SerializeToString()
+            records.append(HandedRecord(outgoing.topic, 0, n.id, value))
     projector = Projector(engine, consumer=None, group="g")  # records handed in directly
     projector.apply(records)
     projector.apply(records)  # delivered twice: dropped the second time

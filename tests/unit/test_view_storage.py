@@ -19,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 
 from projections.db import WalCheckpointer, _sqlite_datetime, make_engine
 from projections.models import RETIRED_INDEXES, Base
-from projections.projector import Projector, Record
+from projections.projector import HandedRecord, Projector
 from protos.retail.v1 import events_pb2
 
 
@@ -48,7 +48,7 @@ def test_what_is_not_a_datetime_goes_to_sqlalchemys_processor() -> None:
         fast("2026-02-06")
 
 
-def _movements(count: int, start: int = 1) -> list[Record]:
+def _movements(count: int, start: int = 1) -> list[HandedRecord]:
     """`count` stock movements of one item, each with a payload large enough to fill pages."""
     records = []
     for version in range(start, start + count):
@@ -62,7 +62,7 @@ def _movements(count: int, start: int = 1) -> list[Record]:
                 levels=events_pb2.StockLevels(on_hand=version),
             )
         )  # fmt: skip
-        records.append(Record("stock", 0, version - 1, envelope.SerializeToString()))
+        records.append(HandedRecord("stock", 0, version - 1, envelope.SerializeToString()))
     return records
 
 
