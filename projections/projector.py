@@ -176,16 +176,21 @@ class Projector:
         before = replace(self.stats)
         batch = _Batch()
         decoded: list[tuple[Record, events_pb2.EventEnvelope]] = []
+        offsets, positions, parse = (
+            batch.offsets,
+            batch.positions,
+            events_pb2.EventEnvelope.FromString,
+        )
         for record in records:
             where = (record.topic, record.partition)
-            batch.offsets[where] = record.offset + 1
-            envelope = events_pb2.EventEnvelope()
+            offsets[where] = record.offset + 1
             try:
-                envelope.ParseFromString(record.value)
+                envelope = parse(record.value)
             except DecodeError as error:
                 batch.poison.append((record, f"undecodable: {error}"))
                 continue
-            batch.positions[where] = max(batch.positions.get(where, 0), envelope.position)
+            if envelope.position > positions.get(where, 0):
+                positions[where] = envelope.position
             if envelope.HasField("position_marker"):
                 self.stats.markers += 1
                 continue

@@ -143,7 +143,10 @@ def _replay(
             if time.monotonic() > deadline:
                 raise TimeoutError("the rebuild did not finish in time")
             polled = consumer.poll(timeout_ms=500)
-            records = [r for tp, rs in polled.items() for r in rs if r.offset < ends[tp]]
+            records: list[Any] = []
+            for tp, rs in polled.items():  # a partition's records come in offset order
+                end = ends[tp]
+                records.extend(rs if rs[-1].offset < end else [r for r in rs if r.offset < end])
             if records:
                 projector.apply(records)
                 done += len(records)
