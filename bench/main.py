@@ -336,6 +336,17 @@ class Bench:
                     result = self.load(spec, f"{scenario}-{mode}", s.flash_seconds + 120)
                 result.update(server_cores=cpu.get("cores", 0.0), server=kind)
                 self.results[f"{scenario}_ceiling_{mode}"] = result
+            half = self.results.get("stock_half")
+            if mode == "noop_aio" and half:
+                # The backend's half-load run again, same offered rate and length, against
+                # the no-op of the backend's kind: the tail the transport and the load
+                # process have on their own on this machine.
+                self.results["stock_half_ceiling"] = self.load(
+                    {"mode": "stock_open", "target": target,
+                     "skus": [c for c, *_ in DEMO_SKUS], "rate": half["offered_rate"],
+                     "seconds": s.half_load_seconds, "max_in_flight": 1000},
+                    "stock-half-noop_aio", s.half_load_seconds + 90,
+                )  # fmt: skip
         finally:
             self.children.stop(server)
 

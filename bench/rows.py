@@ -130,12 +130,19 @@ def stock_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[R
     half = results.get("stock_half")
     if half:
         clean = half["dropped"] == 0 and set(half["outcomes"]) <= {"ok"}
+        noop = results.get("stock_half_ceiling")
+        baseline = (
+            f"no-op grpc.aio server at the same offered rate: p99 {_ms(noop['p99_ms'])} "
+            f"(p50 {_ms(noop['p50_ms'])})"
+            if noop
+            else "-"
+        )
         rows.append(
             Row(
                 f"3. GetStock at half load, open loop {sizes.half_load_seconds:.0f} s",
                 f"p99 {_ms(half['p99_ms'])} (p50 {_ms(half['p50_ms'])}) at "
                 f"{_n(half['offered_rate'])} calls/s offered, {_n(half['rate'])}/s done",
-                "-", "-", "p99 < 10 ms", _met(half["p99_ms"] < 10 and clean),
+                baseline, "-", "p99 < 10 ms", _met(half["p99_ms"] < 10 and clean),
             )
         )  # fmt: skip
     return rows
