@@ -55,6 +55,18 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
             continue
         server = backend if backend is not None else run.get("server_cores")
         lines.append(f"| {name} | {_cores(server)} | {_cores(run.get('load_cores'))} |")
+    around = (results.get("rss") or {}).get("cpu_around") or {}
+    if around:
+        parts = [
+            f"{name}: {_cores(use.get('pipeline'))} and {_cores(use.get('broker'))}"
+            for name, use in around.items()
+        ]
+        lines += [
+            "",
+            "Meanwhile, in the backend's closed-loop runs, the relay+projector process and the "
+            f"broker used (cores): {'; '.join(parts)}. The no-op servers and peers run with "
+            "neither.",
+        ]
     return lines
 
 
@@ -143,7 +155,9 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         "everything beyond the transport: admission checks, the decision, the events and "
         "their commit (shared by a batch), the answer. The group-commit peer (no event "
         f"sourcing, thread per call) reaches {group:,.0f} confirmed/s "
-        f"({group / ceiling:.2f}). What would reach 0.70: less Python per purchase than that, "
+        f"({group / ceiling:.2f}). "
+        + _flash_neighbours(backend_cpu, results)
+        + "What would reach 0.70: less Python per purchase than that, "
         "or more than one core for the API: several API processes each owning a share of the "
         "units (the stock item split into per-process allocations, as campaigns already are)."
     )
@@ -199,6 +213,22 @@ def _analysis(results: dict[str, Any]) -> list[str]:
             f"the same way at the same rate, had p99 {noop['p99_ms']:.1f} ms: {verdict}."
         )
     return lines + _pipeline_analysis(results.get("pipeline") or {})
+
+
+def _flash_neighbours(backend_cpu: dict[str, Any], results: dict[str, Any]) -> str:
+    """What else was busy during the backend's flash sale, which the no-op runs do not have."""
+    use = ((results.get("rss") or {}).get("cpu_around") or {}).get("flash")
+    load = float((results.get("flash") or {}).get("load_cores") or 0.0)
+    if not use:
+        return ""
+    total = float(backend_cpu.get("flash") or 0.0) + load + use["pipeline"] + use["broker"]
+    return (
+        f"During the sale the relay+projector process used {use['pipeline']:.2f} cores and the "
+        f"broker {use['broker']:.2f} (the sale's events, and the relay's position markers, one "
+        f"per partition per relay call), beside the API and the load process ({load:.2f}): "
+        f"{total:.2f} of the 2 cores in all, where the no-op servers share them with the load "
+        "alone. "
+    )
 
 
 def _per_event_us(stage: dict[str, Any], count: str) -> float:

@@ -107,7 +107,8 @@ class Bench:
             self.children, self.work / "data", self.broker.bootstrap,
             self.logs / "backend.log", s.grpc_workers,
         )  # fmt: skip
-        self.sampler = RssSampler(backend.process.pid).start()
+        broker = self.broker.process.pid if self.broker.process is not None else None
+        self.sampler = RssSampler(backend.process.pid, broker_pid=broker).start()
         channel = grpc.insecure_channel(backend.target)
         try:
             self.phase("flash sale on the backend", lambda: self.flash_backend(backend, channel))
@@ -125,6 +126,7 @@ class Bench:
                 "children": max(self.sampler.children.values(), default=0),
                 "marks": dict(self.sampler.marks),
                 "cpu": dict(self.sampler.cpu),
+                "cpu_around": dict(self.sampler.cpu_around),
             }
             self.results["backend_exit"] = code
 

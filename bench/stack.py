@@ -172,6 +172,25 @@ class RssSampler:
     _process: Any = None
     # The peak of each Python child (the relay/projector process `run` starts), by pid.
     children: dict[int, int] = field(default_factory=dict)
+    # The broker's process, whose CPU is kept with the Python children's in each window.
+    broker_pid: int | None = None
+    # Cores busy on average in each window: the Python children together, and the broker.
+    cpu_around: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def _around_now(self) -> tuple[float, float]:
+        """CPU seconds so far of the Python children, and of the broker (0 when unknown)."""
+        children = 0.0
+        with contextlib.suppress(psutil.Error):
+            for child in self._process.children():
+                if "python" in child.name():
+                    times = child.cpu_times()
+                    children += float(times.user + times.system)
+        broker = 0.0
+        if self.broker_pid is not None:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(self.broker_pid).cpu_times()
+                broker = float(times.user + times.system)
+        return children, broker
 
     def _cpu_now(self, process: psutil.Process) -> tuple[float, float]:
         times = process.cpu_times()
@@ -208,6 +227,7 @@ class RssSampler:
     def window(self, name: str) -> Iterator[None]:
         """The process's CPU use during the block, in cores busy on average."""
         before = self._cpu_now(self._process)
+        around = self._around_now()
         yield
         try:
             after = self._cpu_now(self._process)
@@ -215,6 +235,12 @@ class RssSampler:
             return
         wall = after[0] - before[0]
         self.cpu[name] = (after[1] - before[1]) / wall if wall > 0 else 0.0
+        later = self._around_now()
+        if wall > 0:
+            self.cpu_around[name] = {
+                "pipeline": (later[0] - around[0]) / wall,
+                "broker": (later[1] - around[1]) / wall if self.broker_pid else 0.0,
+            }
 
     def stop(self) -> None:
         self._stop.set()
