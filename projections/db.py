@@ -77,8 +77,8 @@ class WalCheckpointer:
     which waits for the writer's current transaction, copies the few frames left and lets
     the next one write from the log's start; `journal_size_limit` then truncates the file.
     It holds the writer off while it waits for readers, so it waits `RESTART_WAIT` at most
-    and is tried again at the next tick (a 30 s wait here showed as a 482 ms projection
-    lag p99 in a bench run, the API polling the views every few ms).
+    and is tried again at the next tick (with a 30 s wait, a bench run had a projection lag
+    p99 of 482 ms at half load; the API polls the views every few ms).
     A checkpoint that fails is logged and tried again at the next tick."""
 
     LOG_LIMIT = 64 * 1024 * 1024
