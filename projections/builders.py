@@ -85,6 +85,17 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
     raise UnknownEventError(f"no view applies event type {envelope.event_type!r} ({kind})")
 
 
+def superseding_key(envelope: events_pb2.EventEnvelope) -> tuple[str, str] | None:
+    """The key of the row a stock movement sets, None for any other payload. That row holds
+    the item's levels after the movement, so a later movement of the same item supersedes
+    it: a caller applying many envelopes at once needs to build only the last one of each
+    key (with `rows_for`, which cannot refuse it)."""
+    if envelope.HasField("stock_moved"):
+        moved = envelope.stock_moved
+        return moved.sku, moved.location
+    return None
+
+
 # Payloads this reader knows but builds no view from (yet): applied as no-ops, so their
 # stream versions are still tracked.
 NO_VIEW_YET = frozenset(

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from projections import metrics
-from projections.builders import Row, UnknownEventError, rows_for
+from projections.builders import Row, UnknownEventError, rows_for, superseding_key
 from projections.db import BulkWriter, WalCheckpointer, select_versions
 from projections.models import AppliedStream, Base, ConsumerOffset, StreamGap
 from protos.retail.v1 import events_pb2
@@ -89,8 +89,8 @@ class _Batch:
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     gaps: list[dict[str, Any]] = field(default_factory=list)
     poison: list[tuple[Record, str]] = field(default_factory=list)
-    # The last stock movement of each item (sku, location): see Projector._apply_one.
-    moves: dict[tuple[str, str], events_pb2.EventEnvelope] = field(default_factory=dict)
+    # The last envelope of each superseding key (builders.superseding_key).
+    latest: dict[tuple[str, str], events_pb2.EventEnvelope] = field(default_factory=dict)
 
     def add(self, row: Row) -> None:
         # A builder's values are its row's own: kept as they are, merged into a new dict.
@@ -202,7 +202,7 @@ class Projector:
             applied = dict(batch.versions)
             for record, envelope in decoded:
                 self._apply_one(batch, record, envelope)
-            for envelope in batch.moves.values():  # after an item's opening, in its stream
+            for envelope in batch.latest.values():  # after an item's opening, in its stream
                 for row in rows_for(envelope):
                     batch.add(row)
             write = self.writer
@@ -284,13 +284,12 @@ class Projector:
             self.stats.duplicates += 1
             return
         rows: list[Row] = []
-        if envelope.HasField("stock_moved"):
-            # Its stock row holds the item's levels after the movement, so only the batch's
-            # last movement of an item is built (in `apply`): building the others' rows to
-            # overwrite them was 8 % of the time on a bench run's events (70,192 movements,
-            # 9,757 stock rows written). Nothing in that row's builder can refuse it.
-            moved = envelope.stock_moved
-            batch.moves[(moved.sku, moved.location)] = envelope
+        superseding = superseding_key(envelope)
+        if superseding is not None:
+            # Only the batch's last envelope of each such key is built (in `apply`): building
+            # the others' rows to overwrite them was 8 % of the time on a bench run's events
+            # (70,192 stock movements, 9,757 stock rows written).
+            batch.latest[superseding] = envelope
         else:
             try:
                 rows = rows_for(envelope)
