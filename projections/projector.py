@@ -106,6 +106,54 @@ class _Batch:
             updates[row.key] = {**updates.get(row.key, {}), **row.values}
 
 
+class FetchWait:
+    """How long the broker may hold a fetch that finds nothing new: the consumer's setting
+    while records flow, `idle_ms` once none came for `idle_after` seconds.
+
+    A record appended while a fetch waits answers it at once, so the longer wait adds nothing
+    to the projection lag when the projector wakes up; what it saves is the broker's work for
+    an idle consumer, which asks again as soon as a fetch comes back empty. Measured on this
+    machine with the backend idle: the broker used 0.10-0.34 cores serving the projector's
+    fetches at 50 ms (0.04-0.10 at 500 ms), taken from the API beside it (GetStock at 64 in
+    flight 2,473 -> 2,807 calls/s). The short wait stays while busy: kafka-python keeps one
+    fetch in flight per broker, and a partition left out of it (its last records not yet
+    polled) waits for it to come back: 500 ms throughout took the projection lag's p99 at
+    half load from 132-220 ms to 288 ms.
+
+    kafka-python reads the wait from its fetcher's settings for every fetch it sends and has
+    no public way to change it after the consumer is built; without that setting (another
+    client version) the consumer keeps its own wait."""
+
+    def __init__(
+        self, consumer: KafkaConsumer | None, idle_ms: int = 500, idle_after: float = 1.0
+    ) -> None:
+        config = getattr(getattr(consumer, "_fetcher", None), "config", None)
+        if not (isinstance(config, dict) and isinstance(config.get("fetch_max_wait_ms"), int)):
+            config = None
+            if consumer is not None:
+                log.info("the consumer's fetch wait cannot be changed: it stays as configured")
+        self._config: dict[str, Any] | None = config
+        self.busy_ms = config["fetch_max_wait_ms"] if config is not None else 0
+        self.idle_ms = max(idle_ms, self.busy_ms)
+        self.idle_after = idle_after
+        self._last_records = time.monotonic()
+
+    @property
+    def current_ms(self) -> int | None:
+        return None if self._config is None else int(self._config["fetch_max_wait_ms"])
+
+    def polled(self, records: int) -> None:
+        """Called after every poll with the number of records it brought."""
+        if self._config is None:
+            return
+        now = time.monotonic()
+        if records:
+            self._last_records = now
+            self._config["fetch_max_wait_ms"] = self.busy_ms
+        elif now - self._last_records >= self.idle_after:
+            self._config["fetch_max_wait_ms"] = self.idle_ms
+
+
 class Projector:
     """Applies polled Kafka batches to the SQL views."""
 
@@ -115,6 +163,7 @@ class Projector:
         consumer: KafkaConsumer,
         group: str,
         dead_letters: DeadLetters | None = None,
+        fetch_wait: FetchWait | None = None,
     ) -> None:
         self.engine = engine
         self.consumer = consumer
@@ -123,6 +172,7 @@ class Projector:
         self.stats = ProjectorStats()
         self.writer = BulkWriter(engine.dialect)
         self.checkpointer = WalCheckpointer.for_engine(engine)
+        self.fetch_wait = fetch_wait if fetch_wait is not None else FetchWait(consumer)
 
     def subscribe(self, topics: Sequence[str], timeout: float = 30.0) -> None:
         # Joining the group before the client knows the topics' partitions gets an empty
@@ -167,6 +217,7 @@ class Projector:
         """Polls one batch and applies it; answers how many records it held."""
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         records = [r for rs in polled.values() for r in rs]
+        self.fetch_wait.polled(len(records))
         if records:
             self.apply(records)
         return len(records)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from domain.values import LocationKind, Money
 from projections.db import make_engine
 from projections.models import ConsumerOffset, SaleView, StockView, StreamGap
-from projections.projector import Projector
+from projections.projector import FetchWait, Projector
 from protos.retail.v1 import events_pb2
 from services.application import RetailApp, SaleLineInput
 from services.bus import EnvelopeProducer, ensure_topics, new_consumer, topic_names
@@ -230,3 +230,37 @@ def test_two_projectors_in_one_group_share_the_partitions_and_build_one_view(
     assert len(mine | theirs) == 3 * 4
     assert on_hand(engine, "TINA-30", "STORE-1") == 15
     assert on_hand(engine, "TINA-30", "POPUP-1") == 15
+
+
+def test_an_idle_projector_waits_longer_per_fetch_and_a_new_record_still_comes_at_once(
+    app: RetailApp, kafka_broker: LocalKafka, namespace: str, topics: list[str], engine: Engine
+) -> None:
+    group = f"{namespace}idle"
+    consumer = new_consumer(kafka_broker.bootstrap, group, client_id="test-projector")
+    # A long idle wait: a record that waited for it would be seen seconds late.
+    projector = Projector(engine, consumer, group, fetch_wait=FetchWait(consumer, 8_000, 0.5))
+    relay = relay_for(app, kafka_broker, namespace)
+    try:
+        while relay.run_once():  # the fixture's registrations first
+            pass
+        projector.subscribe(topics)
+        drain(projector, until=relay.published)
+        busy = projector.fetch_wait.current_ms
+        assert busy == consumer.config["fetch_max_wait_ms"]
+        deadline = time.monotonic() + 30
+        while projector.fetch_wait.current_ms != 8_000 and time.monotonic() < deadline:
+            projector.poll_once(timeout_ms=100)
+        assert projector.fetch_wait.current_ms == 8_000
+        for _ in range(10):  # the fetches sent before the wait grew have come back by now
+            projector.poll_once(timeout_ms=100)
+
+        app.receive_stock("TINA-30", "STORE-1", 4, "DN-9")
+        relay.run_once()
+        sent = time.monotonic()
+        drain(projector, until=relay.published, timeout=30)
+        assert time.monotonic() - sent < 4.0  # answered by the append, not by the wait
+        assert projector.fetch_wait.current_ms == busy
+    finally:
+        relay.producer.close()
+        projector.close()
+    assert on_hand(engine, "TINA-30", "STORE-1") == 4
