@@ -185,12 +185,23 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         )
     stock_ceiling = _rate(results, "stock_ceiling")
     if stock and stock_aio and stock < 0.8 * stock_ceiling:  # only when the target is missed
+        api_stock = float(backend_cpu.get("stock") or 0.0)
+        aio_per_call = _cpu_per_call(results.get("stock_ceiling_noop_aio"))
+        cpu = (
+            f"The API process used {api_stock:.2f} cores, {1000 * api_stock / stock:.3f} ms of "
+            f"CPU a call, the no-op grpc.aio server {1000 * aio_per_call:.3f} ms: near 1.0 "
+            "cores, one GIL bounds the rate, and every other thread of the API process (the "
+            "views' version reader, the pool's reads when the views moved) takes from it. "
+            if api_stock and aio_per_call
+            else ""
+        )
         lines.append(
             f"- GetStock: answers are kept until the views change, and a kept answer is served on "
             f"the event loop: {stock:,.0f} calls/s is {stock / stock_aio:.2f} of the no-op "
             f"grpc.aio server on the same kind of loop ({stock_aio:,.0f}); the rest is the "
             "servicer (the views' version check, the error map, the kept answer's lookup). "
-            "What would reach 0.80 of the fastest no-op: serving queries from processes of "
+            + cpu
+            + "What would reach 0.80 of the fastest no-op: serving queries from processes of "
             "their own (they share no state but the views), which the ratio against one "
             "process does not count."
         )
