@@ -140,20 +140,24 @@ def start_server(
     return process, target
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 @contextmanager
 def cpu_use(pid: int) -> Iterator[dict[str, float]]:
     """Fills {"cores": ...}: the process's CPU time during the block over the wall time."""
     found: dict[str, float] = {}
     process = psutil.Process(pid)
-    times = process.cpu_times()
-    start, cpu = time.monotonic(), float(times.user + times.system)
+    start, cpu = time.monotonic(), _cpu_seconds(process)
     yield found
     try:
-        times = process.cpu_times()
+        used = _cpu_seconds(process) - cpu
     except psutil.Error:
         return
     wall = time.monotonic() - start
-    found["cores"] = (float(times.user + times.system) - cpu) / wall if wall > 0 else 0.0
+    found["cores"] = used / wall if wall > 0 else 0.0
 
 
 @dataclass
@@ -177,24 +181,23 @@ class RssSampler:
     # Cores busy on average in each window: the Python children together, and the broker.
     cpu_around: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    def _python_children(self) -> list[psutil.Process]:
+        """The Python processes the backend started (the relay/projector process)."""
+        return [child for child in self._process.children() if "python" in child.name()]
+
     def _around_now(self) -> tuple[float, float]:
         """CPU seconds so far of the Python children, and of the broker (0 when unknown)."""
         children = 0.0
         with contextlib.suppress(psutil.Error):
-            for child in self._process.children():
-                if "python" in child.name():
-                    times = child.cpu_times()
-                    children += float(times.user + times.system)
+            children = sum(_cpu_seconds(child) for child in self._python_children())
         broker = 0.0
         if self.broker_pid is not None:
             with contextlib.suppress(psutil.Error):
-                times = psutil.Process(self.broker_pid).cpu_times()
-                broker = float(times.user + times.system)
+                broker = _cpu_seconds(psutil.Process(self.broker_pid))
         return children, broker
 
     def _cpu_now(self, process: psutil.Process) -> tuple[float, float]:
-        times = process.cpu_times()
-        return time.monotonic(), float(times.user + times.system)
+        return time.monotonic(), _cpu_seconds(process)
 
     def start(self) -> RssSampler:
         process = psutil.Process(self.pid)
@@ -209,10 +212,9 @@ class RssSampler:
                 self.peak = max(self.peak, rss)
                 self._since_mark = max(self._since_mark, rss)
                 with contextlib.suppress(psutil.Error):
-                    for child in process.children():
-                        if "python" in child.name():
-                            rss = int(child.memory_info().rss)
-                            self.children[child.pid] = max(self.children.get(child.pid, 0), rss)
+                    for child in self._python_children():
+                        rss = int(child.memory_info().rss)
+                        self.children[child.pid] = max(self.children.get(child.pid, 0), rss)
 
         self._thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
         self._thread.start()

@@ -124,10 +124,8 @@ class WalCheckpointer:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        # A RESTART holds off the writer while it waits for readers (the API polls the
-        # views every few ms): it waits at most RESTART_WAIT, then gives up until next tick.
-        timeout = self.RESTART_WAIT
-        with contextlib.closing(sqlite3.connect(self.path, timeout=timeout)) as conn:
+        # The busy timeout bounds a RESTART's wait for readers (see the class docstring).
+        with contextlib.closing(sqlite3.connect(self.path, timeout=self.RESTART_WAIT)) as conn:
             while True:
                 stopping = self._stop.wait(self.every)
                 try:
