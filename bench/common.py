@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +43,28 @@ def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
         "max_ms": values[-1] if values else 0.0,
         "count": float(len(values)),
     }
+
+
+def merged_runs(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Load runs made in parts (bench.load results that kept their latencies) as one run:
+    calls, time and outcomes summed, the percentiles over every call, the load's and the
+    server's cores weighted by each part's length; `parts` keeps each part's rate and p99."""
+    seconds = sum(float(p["seconds"]) for p in parts)
+    calls = sum(int(p["calls"]) for p in parts)
+    outcomes: Counter[str] = Counter()
+    for part in parts:
+        outcomes.update(part["outcomes"])
+    merged = {k: v for k, v in parts[0].items() if k != "latencies_ms"}
+    merged.update(
+        calls=calls, seconds=seconds, rate=calls / seconds if seconds else 0.0,
+        outcomes=dict(outcomes), dropped=sum(int(p.get("dropped", 0)) for p in parts),
+        parts=[{"rate": float(p["rate"]), "p99_ms": float(p["p99_ms"])} for p in parts],
+        **latency_summary([v for p in parts for v in p["latencies_ms"]]),
+    )  # fmt: skip
+    for key in ("load_cores", "server_cores"):
+        if seconds and all(key in p for p in parts):
+            merged[key] = sum(float(p[key]) * float(p["seconds"]) for p in parts) / seconds
+    return merged
 
 
 def _child_setup() -> None:

@@ -60,13 +60,23 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
         parts = [
             f"{name}: {_cores(use.get('pipeline'))} and {_cores(use.get('broker'))}"
             for name, use in around.items()
+            if name in ("flash", "stock", "pos")
         ]
         lines += [
             "",
             "Meanwhile, in the backend's closed-loop runs, the relay+projector process and the "
             f"broker used (cores): {'; '.join(parts)}. The no-op servers and peers run with "
-            "neither.",
+            "neither, but for GetStock's no-op servers, which run beside the idle backend.",
         ]
+    idle = (results.get("rss") or {}).get("cpu") or {}
+    if "stock_beside" in idle and "stock_beside" in around:
+        use = around["stock_beside"]
+        lines.append(
+            "During those GetStock no-op runs the idle backend used "
+            f"{_cores(idle['stock_beside'])} cores (API process), "
+            f"{_cores(use.get('pipeline'))} (relay+projector) and "
+            f"{_cores(use.get('broker'))} (broker)."
+        )
     return lines
 
 
@@ -333,6 +343,17 @@ def _details(results: dict[str, Any]) -> list[str]:
             f"with min_position waited {results.get('views_caught_up_seconds', 0.0):.1f} s for "
             "the views to catch up."
         )
+        for key, title in (
+            ("stock", "backend"), ("stock_ceiling_noop_aio", "no-op grpc.aio"),
+            ("stock_ceiling_noop", "no-op thread-per-call"), ("stock_half", "half load, backend"),
+            ("stock_half_ceiling", "half load, no-op grpc.aio"),
+        ):  # fmt: skip
+            run = results.get(key) or {}
+            if run.get("parts"):
+                rates = ", ".join(f"{rate:,.0f}" for rate in run["parts"])
+                lines.append(
+                    f"- GetStock in parts, {title}: calls/s of each part, in order {rates}."
+                )
     for scenario, title in (("stock", "GetStock"), ("pos", "RecordSale")):
         for mode, kind in (
             ("noop", "thread-per-call"),
@@ -364,7 +385,17 @@ def _details(results: dict[str, Any]) -> list[str]:
                 ("rebuild", "rebuild"),
             )
         )
-        lines.append(f"- Pipeline stages, timed part: {stages}.")
+        lines.append(f"- Pipeline stages, timed part (a round's on average): {stages}.")
+        rounds = "; ".join(
+            f"{name} " + ", ".join(f"{rate:,.0f}" for rate in pipeline[key].get("rounds", []))
+            for key, name in (
+                ("relay", "relay"),
+                ("raw_produce", "raw produce"),
+                ("projector", "projector"),
+                ("raw_consume", "raw consume"),
+            )
+        )
+        lines.append(f"- Pipeline rounds, rate of each (events or records/s): {rounds}.")
     return lines if len(lines) > 3 else []
 
 
@@ -425,7 +456,11 @@ def render(
         "after a round trip through the backend's desk machinery (services.desks: a queue, a "
         "thread taking batches, the answers handed back to the loop), deciding and saving "
         "nothing. Each row's ceiling is the fastest of them in this run, so no ratio is "
-        "flattered by the choice.",
+        "flattered by the choice. For GetStock the two no-op servers run beside the idle "
+        "backend, and the runs against the three take turns (backend, grpc.aio, thread per "
+        "call, thread per call, grpc.aio, backend; at half load backend, grpc.aio, grpc.aio, "
+        "backend), each target's parts summed: a drift of this machine's speed over the "
+        "minutes of the run falls on both sides of the ratio.",
         "- The naive peer: `bench.servers naive`, the same server answering FlashBuy with "
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "
@@ -460,8 +495,9 @@ def render(
         "their figure is the time to sell out, the sold-out tail after it would only lengthen "
         "the run.",
         f"- GetStock: random demo SKUs (8), each stocked at the 6 demo locations, at most "
-        f"{sizes.stock_calls:,} calls or {sizes.stock_seconds:.0f} s closed loop; then an open "
-        f"loop paced at half the measured maximum for {sizes.half_load_seconds:.0f} s.",
+        f"{sizes.stock_calls:,} calls or {sizes.stock_seconds:.0f} s closed loop (in two parts "
+        "of half that, as are the no-op servers' runs); then an open loop paced at half the "
+        f"measured maximum for {sizes.half_load_seconds:.0f} s (two parts of half that).",
         "- Memory: the backend process's RSS sampled every 0.1 s from its start to its stop "
         "(all backend scenarios); the broker is a separate process and not counted.",
         f"- POS: {sizes.pos_terminals:,} terminals spread over {sizes.pos_stores} partner "
@@ -494,7 +530,8 @@ def render(
         "- GetStock at half load: calls are due at a fixed rate whatever the answers (open "
         "loop); latency counts from the moment a call was due, so queueing is not hidden. "
         "Its baseline is the same open loop (rate, length, SKUs) against the no-op grpc.aio "
-        "server, run during the ceiling phase.",
+        "server, taking turns with the backend's. Percentiles of a run made in parts are over "
+        "every call of its parts.",
         "- Projection lag: GetPipelineStatus is polled every 10 ms during the paced POS run; "
         "a sale's lag is the time from its receipt until `view_position` reached the sale's "
         "`position` (resolution about 10 ms plus one call).",
@@ -510,6 +547,11 @@ def render(
         "(WAL, synchronous=NORMAL as the views), one transaction per polled batch of at most "
         "2,000 (the projector's setting). For both, the group join (or assignment) and the "
         "first polled batch are not timed.",
+        "- Relay and projector take turns with their baselines, three rounds (relay, raw "
+        "produce, relay, ...; each round to topics, views and consumer groups of its own): "
+        "each rate is the records of every round over the rounds' summed time, so a ratio "
+        "compares runs made minutes apart no more than runs made side by side. The rate of "
+        "each round is in the details.",
         "- Rebuild: `projections.rebuild.rebuild` (what `retail rebuild` runs) of every event "
         "topic into fresh SQLite views; events/s counts applied events, markers aside. Above "
         "100,000 records it splits the partitions over one process per core, as two "

@@ -189,7 +189,7 @@ async def stock_closed(spec: dict[str, Any]) -> dict[str, Any]:
         run = await closed_loop(
             get, int(spec["max_calls"]), int(spec["concurrency"]), float(spec["seconds"])
         )
-    return {**run.summary(), "sample_hex": sample[0].hex() if sample else ""}
+    return {**run.summary(), **_kept(run, spec), "sample_hex": sample[0].hex() if sample else ""}
 
 
 async def stock_open(spec: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +199,15 @@ async def stock_open(spec: dict[str, Any]) -> dict[str, Any]:
         run = await open_loop(
             get, float(spec["rate"]), float(spec["seconds"]), int(spec["max_in_flight"])
         )
-    return {**run.summary(), "offered_rate": float(spec["rate"])}
+    return {**run.summary(), **_kept(run, spec), "offered_rate": float(spec["rate"])}
+
+
+def _kept(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
+    """Every call's latency (ms, to 10 us) when the spec asks: a run made in parts
+    (bench.main's interleaved GetStock) has its percentiles taken over all of them."""
+    if not spec.get("keep_latencies"):
+        return {}
+    return {"latencies_ms": [round(value, 2) for value in run.latencies_ms]}
 
 
 @dataclass

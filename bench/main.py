@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from bench import profile
-from bench.common import REPO_ROOT, Children, run_worker
+from bench.common import REPO_ROOT, Children, merged_runs, run_worker
 from bench.report import Row, console_table, load_average, machine, markdown_table, today
 from bench.rows import rows_for
 from bench.sizes import Sizes, from_env
@@ -184,27 +184,73 @@ class Bench:
                 )
                 position = max(position, change.position)
         started = time.monotonic()
-        stock.GetStock(stock_pb2.GetStockRequest(sku=skus[0], min_position=position), timeout=120)
-        self.results["views_caught_up_seconds"] = time.monotonic() - started
-        closed_spec = {
-            "mode": "stock_closed", "target": backend.target, "skus": skus,
-            "max_calls": s.stock_calls, "seconds": s.stock_seconds, "concurrency": s.concurrency,
-        }  # fmt: skip
-        with (
-            profile.attached(self.children, backend.process.pid, "stock", self.work) as prof,
-            self.cpu_window("stock"),
-        ):
-            closed = self.load(closed_spec, "stock-backend", s.stock_seconds + 60)
-        self.profiles.update(prof.summaries)
-        self.results["stock"] = closed
-        rate = max(closed["rate"] / 2, 1.0)
-        open_spec = {
-            "mode": "stock_open", "target": backend.target, "skus": skus, "rate": rate,
-            "seconds": s.half_load_seconds, "max_in_flight": 1000,
-        }  # fmt: skip
-        self.results["stock_half"] = self.load(
-            open_spec, "stock-half-backend", s.half_load_seconds + 90
+        answer = stock.GetStock(
+            stock_pb2.GetStockRequest(sku=skus[0], min_position=position), timeout=120
         )
+        self.results["views_caught_up_seconds"] = time.monotonic() - started
+        # The no-op servers answer that same answer, beside the idle backend: runs against
+        # them take turns with the backend's (backend, grpc.aio, thread per call, thread per
+        # call, grpc.aio, backend), so drift of this machine's speed over the minutes of the
+        # run cancels out of the ratio instead of deciding it.
+        noop_spec = {
+            "workers": s.grpc_workers, "units": s.flash_units, "receipt_hex": "",
+            "stock_response_hex": answer.SerializeToString().hex(),
+        }  # fmt: skip
+        servers = {
+            mode: start_server(
+                self.children, {**noop_spec, "mode": mode}, self.logs / f"{mode}-beside.log"
+            )
+            for mode in ("noop_aio", "noop")
+        }
+        try:
+            targets = {"backend": (backend.target, backend.process.pid)} | {
+                mode: (target, server.pid) for mode, (server, target) in servers.items()
+            }
+            closed_spec = {
+                "mode": "stock_closed", "skus": skus, "max_calls": max(s.stock_calls // 2, 1),
+                "seconds": s.stock_seconds / 2, "concurrency": s.concurrency,
+            }  # fmt: skip
+            order = ["backend", "noop_aio", "noop", "noop", "noop_aio", "backend"]
+            with profile.attached(self.children, backend.process.pid, "stock", self.work) as prof:
+                closed = self.stock_turns(targets, order, closed_spec, "stock", s.stock_seconds)
+            self.profiles.update(prof.summaries)
+            self.results["stock"] = closed["backend"]
+            for mode in ("noop_aio", "noop"):
+                self.results[f"stock_ceiling_{mode}"] = {
+                    **closed[mode],
+                    "server": SERVER_KINDS[mode],
+                }
+            rate = max(closed["backend"]["rate"] / 2, 1.0)
+            open_spec = {
+                "mode": "stock_open", "skus": skus, "rate": rate,
+                "seconds": s.half_load_seconds / 2, "max_in_flight": 1000,
+            }  # fmt: skip
+            order = ["backend", "noop_aio", "noop_aio", "backend"]
+            half = self.stock_turns(targets, order, open_spec, "stock_half", s.half_load_seconds)
+            self.results["stock_half"] = half["backend"]
+            self.results["stock_half_ceiling"] = half["noop_aio"]
+        finally:
+            for server, _ in servers.values():
+                self.children.stop(server)
+
+    def stock_turns(
+        self, targets: dict[str, tuple[str, int]], order: list[str], spec: dict[str, Any],
+        name: str, seconds: float,
+    ) -> dict[str, dict[str, Any]]:  # fmt: skip
+        """One load run per entry of `order` against that target, each kept with its server's
+        CPU use; answers each target's parts as one run. The backend's parts are the CPU
+        window `name`, the others' `name`_beside (what the idle backend used meanwhile)."""
+        parts: dict[str, list[dict[str, Any]]] = {who: [] for who in order}
+        for who in order:
+            target, pid = targets[who]
+            window = name if who == "backend" else f"{name}_beside"
+            with cpu_use(pid) as cpu, self.cpu_window(window):
+                result = self.load(
+                    {**spec, "target": target, "keep_latencies": True},
+                    f"{name}-{who}-{len(parts[who])}", seconds + 90,
+                )  # fmt: skip
+            parts[who].append({**result, "server_cores": cpu.get("cores", 0.0)})
+        return {who: merged_runs(runs) for who, runs in parts.items()}
 
     def pos_backend(self, backend: BackendProcess, channel: grpc.Channel) -> None:
         s = self.sizes
@@ -325,12 +371,6 @@ class Bench:
             runs: list[tuple[str, dict[str, Any]]] = [
                 ("flash", self.flash_spec(target, mode, baseline=True))
             ]
-            if mode != "handoff_aio":  # GetStock waits for no commit: no hand-off to measure
-                runs.append(("stock", {
-                    "mode": "stock_closed", "target": target,
-                    "skus": [c for c, *_ in DEMO_SKUS], "max_calls": s.stock_calls,
-                    "seconds": s.stock_seconds, "concurrency": s.concurrency,
-                }))  # fmt: skip
             if receipt:
                 runs.append(("pos", {**self.pos_spec(target), "prefix": mode}))
             for scenario, spec in runs:
@@ -338,17 +378,6 @@ class Bench:
                     result = self.load(spec, f"{scenario}-{mode}", s.flash_seconds + 120)
                 result.update(server_cores=cpu.get("cores", 0.0), server=kind)
                 self.results[f"{scenario}_ceiling_{mode}"] = result
-            half = self.results.get("stock_half")
-            if mode == "noop_aio" and half:
-                # The backend's half-load run again, same offered rate and length, against
-                # the no-op of the backend's kind: the tail the transport and the load
-                # process have on their own on this machine.
-                self.results["stock_half_ceiling"] = self.load(
-                    {"mode": "stock_open", "target": target,
-                     "skus": [c for c, *_ in DEMO_SKUS], "rate": half["offered_rate"],
-                     "seconds": s.half_load_seconds, "max_in_flight": 1000},
-                    "stock-half-noop_aio", s.half_load_seconds + 90,
-                )  # fmt: skip
         finally:
             self.children.stop(server)
 

@@ -91,6 +91,7 @@ from services.relay import TRACKING_NAME, OutboxRelay
 
 RELAY_NS = "bench-relay."
 RAW_NS = "bench-raw."
+ROUNDS = 3  # each stage and its baseline, taking turns
 
 
 def reset_relay_position(events_db: str) -> None:
@@ -103,12 +104,12 @@ def reset_relay_position(events_db: str) -> None:
 
 
 def bench_relay(
-    app: RetailApp, bootstrap: str, deadline: Deadline, profile: StageProfile
+    app: RetailApp, bootstrap: str, deadline: Deadline, profile: StageProfile, namespace: str
 ) -> tuple[dict[str, Any], Any]:
-    relay = OutboxRelay(app, EnvelopeProducer(bootstrap), topic_namespace=RELAY_NS)
+    relay = OutboxRelay(app, EnvelopeProducer(bootstrap), topic_namespace=namespace)
     assert relay.position == 0, "the relay's position was not reset"
     relay.producer.open()
-    for topic in topic_names(RELAY_NS):  # metadata is fetched before the clock starts
+    for topic in topic_names(namespace):  # metadata is fetched before the clock starts
         relay.producer.partitions_for(topic)
     notifications = 0
     cpu = time.process_time()
@@ -133,7 +134,8 @@ def bench_relay(
 
 
 def envelopes_of(app: RetailApp, relay: OutboxRelay) -> list[tuple[str, bytes, bytes]]:
-    """The records the relay sent (markers aside), made again by the same code, untimed."""
+    """The records the relay sent (markers aside), made again by the same code, untimed, for
+    topics in RAW_NS (a round's namespace goes in front of it)."""
     out: list[tuple[str, bytes, bytes]] = []
     start = 0
     while True:
@@ -151,7 +153,7 @@ def envelopes_of(app: RetailApp, relay: OutboxRelay) -> list[tuple[str, bytes, b
 
 
 def bench_raw_produce(
-    bootstrap: str, records: list[tuple[str, bytes, bytes]], deadline: Deadline
+    bootstrap: str, records: list[tuple[str, bytes, bytes]], deadline: Deadline, namespace: str
 ) -> dict[str, Any]:
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, client_id="bench-raw", acks="all", enable_idempotence=True,
@@ -159,11 +161,13 @@ def bench_raw_produce(
         request_timeout_ms=10_000,
     )  # fmt: skip
     try:
-        for topic in topic_names(RAW_NS):
+        for topic in topic_names(namespace + RAW_NS):
             producer.partitions_for(topic)
         cpu = time.process_time()
         started = time.perf_counter()
-        sent = [producer.send(topic, key=key, value=value) for topic, key, value in records]
+        sent = [
+            producer.send(namespace + topic, key=key, value=value) for topic, key, value in records
+        ]
         producer.flush(timeout=max(deadline.left(), 1.0))
         for result in sent:
             result.get(timeout=30)
@@ -198,10 +202,11 @@ def bench_projector(
     views: Path,
     deadline: Deadline,
     profile: StageProfile,
+    group: str = "bench-projector",
 ) -> dict[str, Any]:
     engine = make_engine(f"sqlite:///{views}")
-    consumer = new_consumer(bootstrap, "bench-projector", client_id="bench-projector")
-    projector = Projector(engine, consumer, "bench-projector")
+    consumer = new_consumer(bootstrap, group, client_id=group)
+    projector = Projector(engine, consumer, group)
     try:
         projector.subscribe(topics)
         first = 0
@@ -224,6 +229,8 @@ def bench_projector(
         "events": projector.stats.applied,
         "batches": projector.stats.batches,
         "seconds": elapsed,
+        "timed": seen - first,
+        "cpu_seconds": cpu,
         "rate": (seen - first) / elapsed if elapsed else 0.0,
         # This process's (the checkpointing thread's too), per record after the first batch.
         "cpu_per_record": cpu / (seen - first) if seen > first else 0.0,
@@ -300,6 +307,8 @@ def bench_raw_consume(
     return {
         "records": seen,
         "seconds": elapsed,
+        "timed": seen - first,
+        "cpu_seconds": cpu,
         "rate": (seen - first) / elapsed if elapsed else 0.0,
         "cpu_per_record": cpu / (seen - first) if seen > first else 0.0,
     }
@@ -770,26 +779,67 @@ def bench_rebuild_day(
     }
 
 
+def _round(namespace: str, round_: int) -> str:
+    """The first round keeps the namespace as it is; later ones get their own topics."""
+    return namespace if round_ == 0 else f"r{round_}.{namespace}"
+
+
+def merged(runs: list[dict[str, Any]], counted: str) -> dict[str, Any]:
+    """Rounds of one stage as one: the rate is what every round did over the time they took
+    together; the counts are one round's, the times and CPU a round's on average."""
+    seconds = sum(float(r["seconds"]) for r in runs)
+    done = sum(float(r[counted]) for r in runs)
+    cpu = sum(float(r.get("cpu_seconds") or 0.0) for r in runs)
+    out = {
+        **runs[0],
+        "seconds": seconds / len(runs),
+        "cpu_seconds": cpu / len(runs),
+        "rate": done / seconds if seconds else 0.0,
+        "rounds": [float(r["rate"]) for r in runs],
+    }
+    if "caught_up" in out:
+        out["caught_up"] = all(r["caught_up"] for r in runs)
+    if "cpu_per_record" in out:
+        out["cpu_per_record"] = cpu / done if done else 0.0
+    return out
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     spec = read_spec()
     bootstrap, work = spec["bootstrap"], Path(spec["work_dir"])
     deadline = Deadline(float(spec["seconds"]))
-    reset_relay_position(spec["events_db"])
-    ensure_topics(bootstrap, int(spec["partitions"]), topic_names(RELAY_NS) + topic_names(RAW_NS))
+    ensure_topics(
+        bootstrap, int(spec["partitions"]),
+        [t for r in range(ROUNDS) for t in topic_names(_round(RELAY_NS, r))]
+        + [t for r in range(ROUNDS) for t in topic_names(_round("", r) + RAW_NS)],
+    )  # fmt: skip
     settings = Settings(data_dir=Path(spec["events_db"]).parent)
     app = RetailApp(env=settings.event_store_env())
     wanted = bool(spec.get("profile"))
     stages = {
         name: StageProfile(wanted) for name in ("relay", "projector", "rebuild", "rebuild_day")
     }
+    result: dict[str, Any] = {}
+    relays, produces = [], []
+    records: list[tuple[str, bytes, bytes]] = []
     try:
-        relay_result, relay = bench_relay(app, bootstrap, deadline, stages["relay"])
-        records = envelopes_of(app, relay)
+        # Each stage and its baseline take turns, ROUNDS times, each round to topics of its
+        # own: this machine's speed drifts by up to a third from one minute to the next, and
+        # a ratio of runs made side by side, summed over the rounds, drifts much less.
+        for round_ in range(ROUNDS):
+            reset_relay_position(spec["events_db"])
+            relay_result, relay = bench_relay(
+                app, bootstrap, deadline, stages["relay"], _round(RELAY_NS, round_)
+            )
+            relays.append(relay_result)
+            if not records:
+                records = envelopes_of(app, relay)
+            produces.append(bench_raw_produce(bootstrap, records, deadline, _round("", round_)))
     finally:
         app.close()
-    result: dict[str, Any] = {"relay": relay_result}
-    result["raw_produce"] = bench_raw_produce(bootstrap, records, deadline)
+    result["relay"] = merged(relays, "events")
+    result["raw_produce"] = merged(produces, "events")
     # The stages below run as in a `retail run` process: its start-up heap collected once and
     # frozen (settle_collector), not this stage's 100,000 records kept alive for every
     # collection to walk (that cost the projector about 15 % of its time).
@@ -798,10 +848,15 @@ def main() -> None:
     topics = topic_names(RELAY_NS)
     ends = end_offsets(bootstrap, topics)
     total = sum(ends.values())
-    result["projector"] = bench_projector(
-        bootstrap, topics, total, work / "views.sqlite", deadline, stages["projector"]
-    )
-    result["raw_consume"] = bench_raw_consume(bootstrap, ends, work / "raw.sqlite", deadline)
+    projections, consumes = [], []
+    for round_ in range(ROUNDS):
+        projections.append(bench_projector(
+            bootstrap, topics, total, work / f"views-{round_}.sqlite", deadline,
+            stages["projector"], group=f"bench-projector-{round_}",
+        ))  # fmt: skip
+        consumes.append(bench_raw_consume(bootstrap, ends, work / f"raw-{round_}.sqlite", deadline))
+    result["projector"] = merged(projections, "timed")
+    result["raw_consume"] = merged(consumes, "timed")
     result["rebuild"] = bench_rebuild(bootstrap, topics, work / "rebuilt.sqlite", stages["rebuild"])
     result["records_on_topics"] = total
     events = int(spec.get("rebuild_events", from_env().rebuild_events))

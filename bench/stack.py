@@ -180,6 +180,8 @@ class RssSampler:
     broker_pid: int | None = None
     # Cores busy on average in each window: the Python children together, and the broker.
     cpu_around: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per window name: wall, process, Python children and broker CPU seconds, summed.
+    _sums: dict[str, list[float]] = field(default_factory=dict)
 
     def _python_children(self) -> list[psutil.Process]:
         """The Python processes the backend started (the relay/projector process)."""
@@ -227,7 +229,8 @@ class RssSampler:
 
     @contextmanager
     def window(self, name: str) -> Iterator[None]:
-        """The process's CPU use during the block, in cores busy on average."""
+        """The process's CPU use during the block, in cores busy on average; the windows of
+        one name add up (a run made in parts)."""
         before = self._cpu_now(self._process)
         around = self._around_now()
         yield
@@ -235,13 +238,18 @@ class RssSampler:
             after = self._cpu_now(self._process)
         except psutil.Error:
             return
-        wall = after[0] - before[0]
-        self.cpu[name] = (after[1] - before[1]) / wall if wall > 0 else 0.0
         later = self._around_now()
+        sums = self._sums.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+        for index, value in enumerate(
+            (after[0] - before[0], after[1] - before[1], later[0] - around[0], later[1] - around[1])
+        ):
+            sums[index] += value
+        wall, api, pipeline, broker = sums
         if wall > 0:
+            self.cpu[name] = api / wall
             self.cpu_around[name] = {
-                "pipeline": (later[0] - around[0]) / wall,
-                "broker": (later[1] - around[1]) / wall if self.broker_pid else 0.0,
+                "pipeline": pipeline / wall,
+                "broker": broker / wall if self.broker_pid else 0.0,
             }
 
     def stop(self) -> None:

@@ -1,0 +1,46 @@
+"""The benchmark's runs made in parts: merged into one run without losing a call."""
+
+from __future__ import annotations
+
+from bench.common import merged_runs
+from bench.pipeline import merged
+
+
+def _part(rate: float, seconds: float, latencies: list[float], load: float) -> dict[str, object]:
+    return {
+        "calls": len(latencies), "seconds": seconds, "rate": rate,
+        "outcomes": {"ok": len(latencies)}, "dropped": 1, "load_cores": load,
+        "server_cores": 2 * load, "p99_ms": max(latencies),
+        "latencies_ms": latencies, "sample_hex": "ab",
+    }  # fmt: skip
+
+
+def test_parts_of_a_load_run_add_up_and_percentiles_cover_every_call() -> None:
+    fast = _part(4.0, 1.0, [1.0, 1.0, 1.0, 1.0], load=0.5)
+    slow = _part(2.0, 3.0, [9.0] * 6, load=0.9)
+
+    run = merged_runs([fast, slow])
+
+    assert run["calls"] == 10 and run["seconds"] == 4.0 and run["rate"] == 2.5
+    assert run["outcomes"] == {"ok": 10} and run["dropped"] == 2
+    assert run["p50_ms"] == 9.0 and run["max_ms"] == 9.0 and run["count"] == 10.0
+    assert abs(run["load_cores"] - (0.5 * 1 + 0.9 * 3) / 4) < 1e-9
+    assert abs(run["server_cores"] - 2 * run["load_cores"]) < 1e-9
+    assert run["parts"] == [{"rate": 4.0, "p99_ms": 1.0}, {"rate": 2.0, "p99_ms": 9.0}]
+    assert "latencies_ms" not in run and run["sample_hex"] == "ab"
+
+
+def test_rounds_of_a_stage_give_the_rate_over_their_summed_time() -> None:
+    rounds = [
+        {"records": 100, "timed": 90, "seconds": 1.0, "cpu_seconds": 0.5, "rate": 90.0,
+         "cpu_per_record": 0.5 / 90, "caught_up": True},
+        {"records": 100, "timed": 90, "seconds": 2.0, "cpu_seconds": 1.0, "rate": 45.0,
+         "cpu_per_record": 1.0 / 90, "caught_up": False},
+    ]  # fmt: skip
+
+    stage = merged(rounds, "timed")
+
+    assert stage["rate"] == 60.0  # 180 records in 3 s, not the rounds' mean rate 67.5
+    assert stage["records"] == 100 and stage["seconds"] == 1.5 and stage["cpu_seconds"] == 0.75
+    assert abs(stage["cpu_per_record"] - 1.5 / 180) < 1e-12
+    assert stage["caught_up"] is False and stage["rounds"] == [90.0, 45.0]
