@@ -32,6 +32,7 @@ from bench.stack import (
     start_broker,
     start_server,
 )
+from bench.warmup import warm_broker
 from protos.retail.v1 import (
     common_pb2,
     inventory_pb2,
@@ -97,6 +98,13 @@ class Bench:
 
     def cpu_window(self, name: str) -> AbstractContextManager[None]:
         return self.sampler.window(name) if self.sampler is not None else nullcontext()
+
+    def warmup_phase(self) -> None:
+        assert self.broker is not None and self.broker.process is not None
+        seconds = self.sizes.warmup_seconds
+        with cpu_use(self.broker.process.pid) as cpu:
+            counts = warm_broker(self.broker.bootstrap, seconds)
+        self.results["warmup"] = {**counts, "seconds": seconds, "broker_cores": cpu.get("cores")}
 
     # The backend: flash sale, stock queries, POS ingest, memory
 
@@ -465,6 +473,7 @@ class Bench:
     def run(self) -> None:
         self.foreign = ForeignLoad().start()
         self.broker = start_broker(self.work / "kafka")
+        self.phase("broker warm-up", self.warmup_phase)
         self.phase("backend", self.backend_phase)
         if self.sizes.split:
             self.phase("flash sale, every role in one process", self.split_phase)

@@ -25,6 +25,7 @@ class Sizes:
     pipeline_seconds: float  # bound of the whole pipeline worker
     rebuild_events: int  # generated events replayed by the rebuild scenario (0: left out)
     split: int  # 1: the flash sale again (N/5) with every role in one process
+    warmup_seconds: float  # the broker's warm-up before the first scenario (bench.warmup)
 
     @property
     def flash_buyers(self) -> int:
@@ -35,11 +36,12 @@ FULL = Sizes(
     quick=False, concurrency=64, grpc_workers=32, flash_units=100_000, flash_seconds=600.0,
     stock_calls=200_000, stock_seconds=20.0, half_load_seconds=15.0, pos_terminals=1_000,
     pos_stores=50, pos_sales=100_000, pos_seconds=20.0, pipeline_seconds=420.0, split=1,
-    rebuild_events=1_000_000,
+    rebuild_events=1_000_000, warmup_seconds=60.0,
 )  # fmt: skip
 QUICK = replace(
     FULL, quick=True, flash_units=500, flash_seconds=60.0, stock_seconds=4.0,
     half_load_seconds=4.0, pos_seconds=4.0, pipeline_seconds=120.0, rebuild_events=20_000,
+    warmup_seconds=5.0,
 )  # fmt: skip
 
 
