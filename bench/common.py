@@ -67,6 +67,22 @@ def merged_runs(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def merged_flash(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Flash sales made in parts (bench.load's flash results that kept their latencies) as
+    one sale: every part's units over their summed time to sell out."""
+    merged = merged_runs(parts)
+    sold = [p["sold_out_seconds"] for p in parts]
+    units = sum(int(p["units"]) for p in parts)
+    every_sold = all(sold)
+    merged.update(
+        units=units, buyers=sum(int(p["buyers"]) for p in parts),
+        confirmed=sum(int(p["confirmed"]) for p in parts),
+        sold_out_seconds=sum(sold) if every_sold else None,
+        confirmed_per_second=units / sum(sold) if every_sold else 0.0, tenths_at=[],
+    )  # fmt: skip
+    return merged
+
+
 def _child_setup() -> None:
     """Runs in each child before exec: it gets SIGTERM if we die, and it sits in a process
     group of its own, so a Ctrl-C at the terminal reaches only us and we stop it in order."""

@@ -66,17 +66,18 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
             "",
             "Meanwhile, in the backend's closed-loop runs, the relay+projector process and the "
             f"broker used (cores): {'; '.join(parts)}. The no-op servers and peers run with "
-            "neither, but for GetStock's no-op servers, which run beside the idle backend.",
+            "neither, but for the naive peer and GetStock's no-op servers, which run beside the "
+            "idle backend.",
         ]
     idle = (results.get("rss") or {}).get("cpu") or {}
-    if "stock_beside" in idle and "stock_beside" in around:
-        use = around["stock_beside"]
-        lines.append(
-            "During those GetStock no-op runs the idle backend used "
-            f"{_cores(idle['stock_beside'])} cores (API process), "
-            f"{_cores(use.get('pipeline'))} (relay+projector) and "
-            f"{_cores(use.get('broker'))} (broker)."
-        )
+    for window, what in (("flash_beside", "naive peer"), ("stock_beside", "GetStock no-op")):
+        if window in idle and window in around:
+            use = around[window]
+            lines.append(
+                f"During the {what} runs the idle backend used {_cores(idle[window])} cores (API "
+                f"process), {_cores(use.get('pipeline'))} (relay+projector) and "
+                f"{_cores(use.get('broker'))} (broker)."
+            )
     return lines
 
 
@@ -483,7 +484,10 @@ def render(
         "- The naive peer: `bench.servers naive`, the same server answering FlashBuy with "
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "
-        "backend's default event store is), one connection behind a lock.",
+        "backend's default event store is), one connection behind a lock. It sells half of N "
+        "just before the backend's flash sale and the other half just after it, each half on "
+        "a server and file of its own beside the idle backend; its figure is N over the two "
+        "halves' summed time to sell out, and its percentiles are over every call of both.",
         "- The group-commit peer: `bench.servers group`, the same server handing each FlashBuy "
         "to one writer thread and waiting; the writer decides what has queued up against a "
         "counter and commits the batch's order ids in one transaction on the same kind of "
@@ -510,7 +514,8 @@ def render(
         f"`ONLINE-FLAGSHIP`, {sizes.flash_buyers:,} buyers, each one FlashBuy of quantity 1 "
         "with a unique order id, no member (the SKU has no per-member limit); "
         "`BENCH_FLASH_UNITS` changes N. The baselines (no-op servers, naive and group-commit "
-        f"peers) get N plus a tenth buyers, {sizes.flash_units + sizes.flash_units // 10:,}: "
+        f"peers) get N plus a tenth buyers, {sizes.flash_units + sizes.flash_units // 10:,} "
+        "(the naive peer in two halves): "
         "their figure is the time to sell out, the sold-out tail after it would only lengthen "
         "the run.",
         f"- GetStock: random demo SKUs (8), each stocked at the 6 demo locations, at most "

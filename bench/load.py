@@ -159,6 +159,7 @@ async def flash(spec: dict[str, Any]) -> dict[str, Any]:
     tenths = [confirmed[min(len(confirmed), units * k // 10) - 1] for k in range(1, 11)]
     return {
         **run.summary(),
+        **_kept(run, spec),
         "units": units,
         "buyers": int(spec["buyers"]),
         "confirmed": len(confirmed),

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from bench import profile
-from bench.common import REPO_ROOT, Children, merged_runs, run_worker
+from bench.common import REPO_ROOT, Children, merged_flash, merged_runs, run_worker
 from bench.report import Row, console_table, load_average, machine, markdown_table, today
 from bench.rows import rows_for
 from bench.sizes import Sizes, from_env
@@ -151,6 +151,10 @@ class Bench:
             ),
             timeout=10,
         )  # fmt: skip
+        # The naive peer sells half of N just before the sale and half just after it, beside
+        # the idle backend: its figure and the backend's come from the same minutes.
+        naive: list[dict[str, Any]] = []
+        self.phase("naive peer", lambda: naive.append(self.naive_part(0, s.flash_units // 2)))
         spec = self.flash_spec(backend.target, "backend")
         with (
             profile.attached(self.children, backend.process.pid, "flash", self.work) as prof,
@@ -158,6 +162,13 @@ class Bench:
         ):
             result = self.load(spec, "flash-backend", s.flash_seconds + 120)
         self.profiles.update(prof.summaries)
+        if naive:
+            self.phase(
+                "naive peer",
+                lambda: naive.append(self.naive_part(1, s.flash_units - s.flash_units // 2)),
+            )
+        if len(naive) == 2:
+            self.results["flash_naive"] = merged_flash(naive)
         after = inventory.GetStockLevels(
             inventory_pb2.GetStockLevelsRequest(sku=FLASH_SKU, location=FLASH_LOCATION), timeout=10
         ).levels
@@ -389,26 +400,28 @@ class Bench:
         finally:
             self.children.stop(server)
 
-    def naive_phase(self) -> None:
+    def naive_part(self, index: int, units: int) -> dict[str, Any]:
+        """The naive peer selling `units` (plus a tenth more buyers) on a server and SQLite
+        file of its own; the idle backend's CPU meanwhile is the window flash_beside."""
         s = self.sizes
-        db = self.work / "naive" / "stock.sqlite"
+        db = self.work / f"naive-{index}" / "stock.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
         server, target = start_server(
             self.children,
-            {"mode": "naive", "workers": s.grpc_workers, "units": s.flash_units,
+            {"mode": "naive", "workers": s.grpc_workers, "units": units,
              "db": str(db), "sku": FLASH_SKU, "naive_connections": "shared"},
-            self.logs / "naive-server.log",
+            self.logs / f"naive-server-{index}.log",
         )  # fmt: skip
+        spec = {
+            **self.flash_spec(target, f"naive-{index}", baseline=True),
+            "units": units, "buyers": units + units // 10, "keep_latencies": True,
+        }  # fmt: skip
         try:
-            with cpu_use(server.pid) as cpu:
-                self.results["flash_naive"] = self.load(
-                    self.flash_spec(target, "naive", baseline=True),
-                    "flash-naive",
-                    s.flash_seconds + 120,
-                )
-            self.results["flash_naive"]["server_cores"] = cpu.get("cores", 0.0)
+            with cpu_use(server.pid) as cpu, self.cpu_window("flash_beside"):
+                result = self.load(spec, f"flash-naive-{index}", s.flash_seconds + 120)
         finally:
             self.children.stop(server)
+        return {**result, "server_cores": cpu.get("cores", 0.0)}
 
     def group_phase(self) -> None:
         s = self.sizes
@@ -478,7 +491,6 @@ class Bench:
         if self.sizes.split:
             self.phase("flash sale, every role in one process", self.split_phase)
         self.phase("transport ceiling (no-op gRPC servers)", self.ceiling_phase)
-        self.phase("naive peer (SQLite UPDATE server)", self.naive_phase)
         self.phase("group-commit peer (one writer thread, plain SQLite)", self.group_phase)
         self.phase("pipeline stages", self.pipeline_phase)
         self.phase("raw eventsourcing saves", self.saves_phase)

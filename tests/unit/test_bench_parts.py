@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.common import merged_runs
+from bench.common import merged_flash, merged_runs
 from bench.pipeline import merged
 
 
@@ -44,3 +44,18 @@ def test_rounds_of_a_stage_give_the_rate_over_their_summed_time() -> None:
     assert stage["records"] == 100 and stage["seconds"] == 1.5 and stage["cpu_seconds"] == 0.75
     assert abs(stage["cpu_per_record"] - 1.5 / 180) < 1e-12
     assert stage["caught_up"] is False and stage["rounds"] == [90.0, 45.0]
+
+
+def test_halves_of_a_flash_sale_sell_every_unit_over_their_summed_time() -> None:
+    first = {**_part(10.0, 2.0, [5.0] * 20, load=0.5), "units": 15, "buyers": 20,
+             "confirmed": 15, "sold_out_seconds": 1.5}  # fmt: skip
+    second = {**_part(10.0, 2.0, [7.0] * 20, load=0.5), "units": 15, "buyers": 20,
+              "confirmed": 15, "sold_out_seconds": 1.5}  # fmt: skip
+
+    sale = merged_flash([first, second])
+
+    assert sale["units"] == 30 and sale["buyers"] == 40 and sale["confirmed"] == 30
+    assert sale["sold_out_seconds"] == 3.0 and sale["confirmed_per_second"] == 10.0
+    assert sale["p50_ms"] == 5.0 and sale["p99_ms"] == 7.0 and sale["calls"] == 40
+    unsold = merged_flash([first, {**second, "sold_out_seconds": None}])
+    assert unsold["sold_out_seconds"] is None and unsold["confirmed_per_second"] == 0.0
