@@ -514,8 +514,9 @@ def render(
         f"`ONLINE-FLAGSHIP`, {sizes.flash_buyers:,} buyers, each one FlashBuy of quantity 1 "
         "with a unique order id, no member (the SKU has no per-member limit); "
         "`BENCH_FLASH_UNITS` changes N. The baselines (no-op servers, naive and group-commit "
-        f"peers) get N plus a tenth buyers, {sizes.flash_units + sizes.flash_units // 10:,} "
-        "(the naive peer in two halves): "
+        f"peers) sell half of N, {sizes.baseline_units:,} units, to that plus a tenth buyers, "
+        f"{sizes.baseline_units + sizes.baseline_units // 10:,} (the naive peer twice, so N in "
+        "all): "
         "their figure is the time to sell out, the sold-out tail after it would only lengthen "
         "the run.",
         f"- GetStock: random demo SKUs (8), each stocked at the 6 demo locations, at most "
@@ -529,7 +530,8 @@ def render(
         f"SKUs, at most {sizes.pos_sales:,} sales or {sizes.pos_seconds:.0f} s closed loop; "
         "ABORTED answers (a lost optimistic-concurrency race) are retried with the same sale "
         "id, as a till would. Then an open loop at half the measured rate for "
-        f"{sizes.half_load_seconds:.0f} s. The no-op servers get the same closed loop.",
+        f"{sizes.half_load_seconds:.0f} s. The no-op servers get the same closed loop for "
+        f"half as long, {sizes.pos_seconds / 2:.0f} s (their figure is a rate).",
         "- Pipeline: every event the run wrote (flash sale, stock, POS). Rebuild: those events, "
         f"and {sizes.rebuild_events:,} generated events of a busy retail day (300 SKUs, 122 "
         "locations: till sales of 1-5 lines with their stock movements, shifts with "
@@ -571,11 +573,11 @@ def render(
         "(WAL, synchronous=NORMAL as the views), one transaction per polled batch of at most "
         "2,000 (the projector's setting). For both, the group join (or assignment) and the "
         "first polled batch are not timed.",
-        "- Relay and projector take turns with their baselines, three rounds (relay, raw "
-        "produce, relay, ...; each round to topics, views and consumer groups of its own): "
-        "each rate is the records of every round over the rounds' summed time, so a ratio "
-        "compares runs made minutes apart no more than runs made side by side. The rate of "
-        "each round is in the details.",
+        "- Relay and projector take turns with their baselines, two runs each in the order "
+        "stage, raw, raw, stage (each run to topics, views and a consumer group of its own): "
+        "each rate is the records of both runs over their summed time, so a steady drift of "
+        "the machine's speed falls on both sides of the ratio. Each run's rate is in the "
+        "details.",
         "- Rebuild: `projections.rebuild.rebuild` (what `retail rebuild` runs) of every event "
         "topic into fresh SQLite views; events/s counts applied events, markers aside. Above "
         "100,000 records it splits the partitions over one process per core, as two "

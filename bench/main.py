@@ -154,7 +154,7 @@ class Bench:
         # The naive peer sells half of N just before the sale and half just after it, beside
         # the idle backend: its figure and the backend's come from the same minutes.
         naive: list[dict[str, Any]] = []
-        self.phase("naive peer", lambda: naive.append(self.naive_part(0, s.flash_units // 2)))
+        self.phase("naive peer", lambda: naive.append(self.naive_part(0, s.baseline_units)))
         spec = self.flash_spec(backend.target, "backend")
         with (
             profile.attached(self.children, backend.process.pid, "flash", self.work) as prof,
@@ -165,7 +165,7 @@ class Bench:
         if naive:
             self.phase(
                 "naive peer",
-                lambda: naive.append(self.naive_part(1, s.flash_units - s.flash_units // 2)),
+                lambda: naive.append(self.naive_part(1, s.flash_units - s.baseline_units)),
             )
         if len(naive) == 2:
             self.results["flash_naive"] = merged_flash(naive)
@@ -177,13 +177,14 @@ class Bench:
         self.results["flash"] = result
 
     def flash_spec(self, target: str, name: str, baseline: bool = False) -> dict[str, Any]:
-        """The flash sale's load; a baseline gets N plus a tenth buyers (its figure is the
-        time to sell out, the sold-out tail after it only costs the run time)."""
+        """The flash sale's load; a baseline sells half of N to that plus a tenth buyers (its
+        figure is a rate: more units, or the sold-out tail after them, only cost run time)."""
         s = self.sizes
-        buyers = s.flash_units + s.flash_units // 10 if baseline else s.flash_buyers
+        units = s.baseline_units if baseline else s.flash_units
+        buyers = units + units // 10 if baseline else s.flash_buyers
         return {
             "mode": "flash", "target": target, "sku": FLASH_SKU, "location": FLASH_LOCATION,
-            "buyers": buyers, "units": s.flash_units, "prefix": f"bench-{name}",
+            "buyers": buyers, "units": units, "prefix": f"bench-{name}",
             "concurrency": s.concurrency, "seconds": s.flash_seconds,
         }  # fmt: skip
 
@@ -381,7 +382,7 @@ class Bench:
         receipt = self.results.get("pos", {}).get("sample_hex", "")
         server, target = start_server(
             self.children,
-            {"mode": mode, "workers": s.grpc_workers, "units": s.flash_units,
+            {"mode": mode, "workers": s.grpc_workers, "units": s.baseline_units,
              "stock_response_hex": sample, "receipt_hex": receipt},
             self.logs / f"{mode}-server.log",
         )  # fmt: skip
@@ -391,7 +392,10 @@ class Bench:
                 ("flash", self.flash_spec(target, mode, baseline=True))
             ]
             if receipt:
-                runs.append(("pos", {**self.pos_spec(target), "prefix": mode}))
+                # A closed-loop rate: half the backend's run is plenty for a no-op server.
+                runs.append(("pos", {
+                    **self.pos_spec(target), "prefix": mode, "seconds": s.pos_seconds / 2
+                }))  # fmt: skip
             for scenario, spec in runs:
                 with cpu_use(server.pid) as cpu:
                     result = self.load(spec, f"{scenario}-{mode}", s.flash_seconds + 120)
@@ -429,7 +433,8 @@ class Bench:
         db.parent.mkdir(parents=True, exist_ok=True)
         server, target = start_server(
             self.children,
-            {"mode": "group", "workers": s.grpc_workers, "units": s.flash_units, "db": str(db)},
+            {"mode": "group", "workers": s.grpc_workers, "units": s.baseline_units,
+             "db": str(db)},
             self.logs / "group-server.log",
         )  # fmt: skip
         try:

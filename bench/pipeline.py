@@ -91,7 +91,8 @@ from services.relay import TRACKING_NAME, OutboxRelay
 
 RELAY_NS = "bench-relay."
 RAW_NS = "bench-raw."
-ROUNDS = 3  # each stage and its baseline, taking turns
+TURNS = ("stage", "raw", "raw", "stage")  # each stage and its raw baseline, twice
+ROUNDS = TURNS.count("stage")
 
 
 def reset_relay_position(events_db: str) -> None:
@@ -821,21 +822,25 @@ def main() -> None:
         name: StageProfile(wanted) for name in ("relay", "projector", "rebuild", "rebuild_day")
     }
     result: dict[str, Any] = {}
-    relays, produces = [], []
+    relays: list[dict[str, Any]] = []
+    produces: list[dict[str, Any]] = []
     records: list[tuple[str, bytes, bytes]] = []
     try:
-        # Each stage and its baseline take turns, ROUNDS times, each round to topics of its
-        # own: this machine's speed drifts by up to a third from one minute to the next, and
-        # a ratio of runs made side by side, summed over the rounds, drifts much less.
-        for round_ in range(ROUNDS):
-            reset_relay_position(spec["events_db"])
-            relay_result, relay = bench_relay(
-                app, bootstrap, deadline, stages["relay"], _round(RELAY_NS, round_)
-            )
-            relays.append(relay_result)
-            if not records:
-                records = envelopes_of(app, relay)
-            produces.append(bench_raw_produce(bootstrap, records, deadline, _round("", round_)))
+        # Each stage and its baseline take turns (TURNS), each run to topics of its own: this
+        # machine's speed drifts by up to a third from one minute to the next, and a ratio of
+        # runs made side by side, summed over the runs, drifts much less.
+        for turn in TURNS:
+            if turn == "stage":
+                reset_relay_position(spec["events_db"])
+                relay_result, relay = bench_relay(
+                    app, bootstrap, deadline, stages["relay"], _round(RELAY_NS, len(relays))
+                )
+                relays.append(relay_result)
+                if not records:
+                    records = envelopes_of(app, relay)
+            else:
+                namespace = _round("", len(produces))
+                produces.append(bench_raw_produce(bootstrap, records, deadline, namespace))
     finally:
         app.close()
     result["relay"] = merged(relays, "events")
@@ -848,13 +853,17 @@ def main() -> None:
     topics = topic_names(RELAY_NS)
     ends = end_offsets(bootstrap, topics)
     total = sum(ends.values())
-    projections, consumes = [], []
-    for round_ in range(ROUNDS):
-        projections.append(bench_projector(
-            bootstrap, topics, total, work / f"views-{round_}.sqlite", deadline,
-            stages["projector"], group=f"bench-projector-{round_}",
-        ))  # fmt: skip
-        consumes.append(bench_raw_consume(bootstrap, ends, work / f"raw-{round_}.sqlite", deadline))
+    projections: list[dict[str, Any]] = []
+    consumes: list[dict[str, Any]] = []
+    for turn in TURNS:
+        if turn == "stage":
+            views, group = work / f"views-{len(projections)}.sqlite", f"bp-{len(projections)}"
+            projections.append(bench_projector(
+                bootstrap, topics, total, views, deadline, stages["projector"], group=group
+            ))  # fmt: skip
+        else:
+            db = work / f"raw-{len(consumes)}.sqlite"
+            consumes.append(bench_raw_consume(bootstrap, ends, db, deadline))
     result["projector"] = merged(projections, "timed")
     result["raw_consume"] = merged(consumes, "timed")
     result["rebuild"] = bench_rebuild(bootstrap, topics, work / "rebuilt.sqlite", stages["rebuild"])

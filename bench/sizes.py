@@ -31,12 +31,18 @@ class Sizes:
     def flash_buyers(self) -> int:
         return 2 * self.flash_units
 
+    @property
+    def baseline_units(self) -> int:
+        """What the no-op servers and the group-commit peer sell (and each half of the naive
+        peer's sale): half of N."""
+        return max(self.flash_units // 2, 1)
+
 
 FULL = Sizes(
     quick=False, concurrency=64, grpc_workers=32, flash_units=100_000, flash_seconds=600.0,
     stock_calls=200_000, stock_seconds=20.0, half_load_seconds=15.0, pos_terminals=1_000,
     pos_stores=50, pos_sales=100_000, pos_seconds=20.0, pipeline_seconds=420.0, split=1,
-    rebuild_events=1_000_000, warmup_seconds=60.0,
+    rebuild_events=1_000_000, warmup_seconds=45.0,
 )  # fmt: skip
 QUICK = replace(
     FULL, quick=True, flash_units=500, flash_seconds=60.0, stock_seconds=4.0,
