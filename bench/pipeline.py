@@ -23,6 +23,10 @@ the relay publishes every event again, to topics of its own). One JSON line out.
   The feed stops early, and says so in its event count, if the deadline would not leave
   the rebuild time to finish.
 
+The relay and the projector take turns with their raw baselines (TURNS: each twice, to topics,
+views and consumer groups of their own); each result is both runs as one (`merged`), with the
+rate of each under `rounds`.
+
 Result keys: relay, raw_produce, projector, raw_consume, rebuild, records_on_topics,
 rebuild_day {events, records, streams, seconds, rate, record_rate, dead_letters, gaps,
 views_agree, disagreements, feed {events, records, seconds, rate}}, profiles.
@@ -857,9 +861,10 @@ def main() -> None:
     consumes: list[dict[str, Any]] = []
     for turn in TURNS:
         if turn == "stage":
-            views, group = work / f"views-{len(projections)}.sqlite", f"bp-{len(projections)}"
+            run = len(projections)
             projections.append(bench_projector(
-                bootstrap, topics, total, views, deadline, stages["projector"], group=group
+                bootstrap, topics, total, work / f"views-{run}.sqlite", deadline,
+                stages["projector"], group=f"bench-projector-{run}",
             ))  # fmt: skip
         else:
             db = work / f"raw-{len(consumes)}.sqlite"
