@@ -66,11 +66,14 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
             "",
             "Meanwhile, in the backend's closed-loop runs, the relay+projector process and the "
             f"broker used (cores): {'; '.join(parts)}. The no-op servers and peers run with "
-            "neither, but for the naive peer and GetStock's no-op servers, which run beside the "
+            "neither, but for the flash sale's and GetStock's baselines, which run beside the "
             "idle backend.",
         ]
     idle = (results.get("rss") or {}).get("cpu") or {}
-    for window, what in (("flash_beside", "naive peer"), ("stock_beside", "GetStock no-op")):
+    for window, what in (
+        ("flash_beside", "flash sale's baseline"),
+        ("stock_beside", "GetStock no-op"),
+    ):
         if window in idle and window in around:
             use = around[window]
             lines.append(
@@ -487,11 +490,15 @@ def render(
         "after a round trip through the backend's desk machinery (services.desks: a queue, a "
         "thread taking batches, the answers handed back to the loop), deciding and saving "
         "nothing. Each row's ceiling is the fastest of them in this run, so no ratio is "
-        "flattered by the choice. For GetStock the two no-op servers run beside the idle "
-        "backend, and the runs against the three take turns (backend, grpc.aio, thread per "
-        "call, thread per call, grpc.aio, backend; at half load backend, grpc.aio, grpc.aio, "
-        "backend), each target's parts summed: a drift of this machine's speed over the "
-        "minutes of the run falls on both sides of the ratio.",
+        "flattered by the choice. For the flash sale each no-op server sells a quarter of N "
+        "just before the backend's sale and another just after it (grpc.aio, through a desk "
+        "thread, thread per call, then the naive peer; after the sale in the reverse order), "
+        "a fresh server each time, beside the idle backend, and each one's two parts are one "
+        "run. For GetStock the two no-op servers run beside the idle backend, and the runs "
+        "against the three take turns (backend, grpc.aio, thread per call, thread per call, "
+        "grpc.aio, backend; at half load backend, grpc.aio, grpc.aio, backend), each target's "
+        "parts summed. Either way a drift of this machine's speed over the minutes of the run "
+        "falls on both sides of the ratio.",
         "- The naive peer: `bench.servers naive`, the same server answering FlashBuy with "
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "
@@ -525,9 +532,8 @@ def render(
         f"`ONLINE-FLAGSHIP`, {sizes.flash_buyers:,} buyers, each one FlashBuy of quantity 1 "
         "with a unique order id, no member (the SKU has no per-member limit); "
         "`BENCH_FLASH_UNITS` changes N. The baselines (no-op servers, naive and group-commit "
-        f"peers) sell half of N, {sizes.baseline_units:,} units, to that plus a tenth buyers, "
-        f"{sizes.baseline_units + sizes.baseline_units // 10:,} (the naive peer twice, so N in "
-        "all): "
+        f"peers) sell half of N, {sizes.baseline_units:,} units, to that plus a tenth buyers "
+        "(the naive peer twice, so N in all; each no-op server in two quarters): "
         "their figure is the time to sell out, the sold-out tail after it would only lengthen "
         "the run.",
         f"- GetStock: random demo SKUs (8), each stocked at the 6 demo locations, at most "

@@ -51,6 +51,10 @@ SERVER_KINDS = {
     "noop_aio": "grpc.aio",
     "handoff_aio": "grpc.aio, answered through a desk thread",
 }
+# The flash sale's baselines, run beside the backend's sale in this order before it and in the
+# reverse order after it; the phase each part's failure is recorded under.
+FLASH_BESIDE = ("noop_aio", "handoff_aio", "noop", "naive")
+BASELINE_PHASES = {mode: "transport ceiling" for mode in SERVER_KINDS} | {"naive": "naive peer"}
 POS_SKUS = ("MC26-TINA-PLUSH-30", "MC26-MILO-PLUSH-30", "MC26-TINA-KEYCHAIN",
             "MC26-MILO-FIGURINE", "JW-SNOWFLAKE-PENDANT")  # fmt: skip
 DOCS = REPO_ROOT / "docs" / "benchmarks.md"
@@ -151,10 +155,15 @@ class Bench:
             ),
             timeout=10,
         )  # fmt: skip
-        # The naive peer sells half of N just before the sale and half just after it, beside
-        # the idle backend: its figure and the backend's come from the same minutes.
-        naive: list[dict[str, Any]] = []
-        self.phase("naive peer", lambda: naive.append(self.naive_part(0, s.baseline_units)))
+        # The baselines sell their units in two parts, one just before the sale and one just
+        # after it (in the reverse order), beside the idle backend: their figures and the
+        # backend's come from the same minutes.
+        parts: dict[str, list[dict[str, Any]]] = {mode: [] for mode in FLASH_BESIDE}
+        for mode in FLASH_BESIDE:
+            self.phase(
+                BASELINE_PHASES[mode],
+                lambda mode=mode: parts[mode].append(self.baseline_part(mode, 0)),  # type: ignore[misc]
+            )
         spec = self.flash_spec(backend.target, "backend")
         with (
             profile.attached(self.children, backend.process.pid, "flash", self.work) as prof,
@@ -162,13 +171,16 @@ class Bench:
         ):
             result = self.load(spec, "flash-backend", s.flash_seconds + 120)
         self.profiles.update(prof.summaries)
-        if naive:
-            self.phase(
-                "naive peer",
-                lambda: naive.append(self.naive_part(1, s.flash_units - s.baseline_units)),
-            )
-        if len(naive) == 2:
-            self.results["flash_naive"] = merged_flash(naive)
+        for mode in reversed(FLASH_BESIDE):
+            if parts[mode]:
+                self.phase(
+                    BASELINE_PHASES[mode],
+                    lambda mode=mode: parts[mode].append(self.baseline_part(mode, 1)),  # type: ignore[misc]
+                )
+        for mode, runs in parts.items():
+            if len(runs) == 2:
+                key = "flash_naive" if mode == "naive" else f"flash_ceiling_{mode}"
+                self.results[key] = {**merged_flash(runs), "server": SERVER_KINDS.get(mode, "")}
         after = inventory.GetStockLevels(
             inventory_pb2.GetStockLevelsRequest(sku=FLASH_SKU, location=FLASH_LOCATION), timeout=10
         ).levels
@@ -269,7 +281,7 @@ class Bench:
                     {**spec, "target": target, "keep_latencies": True},
                     f"{name}-{who}-{len(parts[who])}", seconds + 90,
                 )  # fmt: skip
-            parts[who].append({**result, "server_cores": cpu.get("cores", 0.0)})
+            parts[who].append({**result, "server_cores": _cores_in(result, cpu)})
         return {who: merged_runs(runs) for who, runs in parts.items()}
 
     def pos_backend(self, backend: BackendProcess, channel: grpc.Channel) -> None:
@@ -363,7 +375,8 @@ class Bench:
     def ceiling_phase(self) -> None:
         """The no-op servers, sync (thread per call), grpc.aio (the backend's kind) and grpc.aio
         answering through a desk thread (FlashBuy and RecordSale): each scenario's ceiling is
-        the fastest, so no ratio is flattered."""
+        the fastest, so no ratio is flattered. Their flash sales and GetStock loops ran beside
+        the backend; RecordSale's run here."""
         modes = ("noop", "noop_aio", "handoff_aio")
         for mode in modes:
             self._ceiling(mode)
@@ -380,6 +393,8 @@ class Bench:
         if not sample:
             sample = _synthetic_stock_response().SerializeToString().hex()
         receipt = self.results.get("pos", {}).get("sample_hex", "")
+        if not receipt:  # the flash sale's and GetStock's runs are made beside the backend
+            return
         server, target = start_server(
             self.children,
             {"mode": mode, "workers": s.grpc_workers, "units": s.baseline_units,
@@ -388,44 +403,45 @@ class Bench:
         )  # fmt: skip
         kind = SERVER_KINDS[mode]
         try:
-            runs: list[tuple[str, dict[str, Any]]] = [
-                ("flash", self.flash_spec(target, mode, baseline=True))
-            ]
-            if receipt:
-                # A closed-loop rate: half the backend's run is plenty for a no-op server.
-                runs.append(("pos", {
-                    **self.pos_spec(target), "prefix": mode, "seconds": s.pos_seconds / 2
-                }))  # fmt: skip
-            for scenario, spec in runs:
-                with cpu_use(server.pid) as cpu:
-                    result = self.load(spec, f"{scenario}-{mode}", s.flash_seconds + 120)
-                result.update(server_cores=cpu.get("cores", 0.0), server=kind)
-                self.results[f"{scenario}_ceiling_{mode}"] = result
+            # A closed-loop rate: half the backend's run is plenty for a no-op server.
+            spec = {**self.pos_spec(target), "prefix": mode, "seconds": s.pos_seconds / 2}
+            with cpu_use(server.pid) as cpu:
+                result = self.load(spec, f"pos-{mode}", s.pos_seconds + 120)
+            result.update(server_cores=cpu.get("cores", 0.0), server=kind)
+            self.results[f"pos_ceiling_{mode}"] = result
         finally:
             self.children.stop(server)
 
-    def naive_part(self, index: int, units: int) -> dict[str, Any]:
-        """The naive peer selling `units` (plus a tenth more buyers) on a server and SQLite
-        file of its own; the idle backend's CPU meanwhile is the window flash_beside."""
+    def baseline_part(self, mode: str, index: int) -> dict[str, Any]:
+        """Part `index` (0 or 1) of a baseline's flash sale beside the idle backend: the naive
+        peer sells half of N a part (on a SQLite file of its own), a no-op server a quarter;
+        a fresh server each time. The idle backend's CPU meanwhile is the window
+        flash_beside."""
         s = self.sizes
-        db = self.work / f"naive-{index}" / "stock.sqlite"
-        db.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "naive":
+            units = s.baseline_units if index == 0 else s.flash_units - s.baseline_units
+            db = self.work / f"naive-{index}" / "stock.sqlite"
+            db.parent.mkdir(parents=True, exist_ok=True)
+            server_spec = {"db": str(db), "sku": FLASH_SKU, "naive_connections": "shared"}
+        else:
+            units = max(s.baseline_units // 2, 1)
+            sample = _synthetic_stock_response().SerializeToString().hex()
+            server_spec = {"stock_response_hex": sample, "receipt_hex": ""}
         server, target = start_server(
             self.children,
-            {"mode": "naive", "workers": s.grpc_workers, "units": units,
-             "db": str(db), "sku": FLASH_SKU, "naive_connections": "shared"},
-            self.logs / f"naive-server-{index}.log",
-        )  # fmt: skip
+            {**server_spec, "mode": mode, "workers": s.grpc_workers, "units": units},
+            self.logs / f"{mode}-flash-server-{index}.log",
+        )
         spec = {
-            **self.flash_spec(target, f"naive-{index}", baseline=True),
+            **self.flash_spec(target, f"{mode}-{index}", baseline=True),
             "units": units, "buyers": units + units // 10, "keep_latencies": True,
         }  # fmt: skip
         try:
             with cpu_use(server.pid) as cpu, self.cpu_window("flash_beside"):
-                result = self.load(spec, f"flash-naive-{index}", s.flash_seconds + 120)
+                result = self.load(spec, f"flash-{mode}-{index}", s.flash_seconds + 120)
         finally:
             self.children.stop(server)
-        return {**result, "server_cores": cpu.get("cores", 0.0)}
+        return {**result, "server_cores": _cores_in(result, cpu)}
 
     def group_phase(self) -> None:
         s = self.sizes
@@ -495,7 +511,7 @@ class Bench:
         self.phase("backend", self.backend_phase)
         if self.sizes.split:
             self.phase("flash sale, every role in one process", self.split_phase)
-        self.phase("transport ceiling (no-op gRPC servers)", self.ceiling_phase)
+        self.phase("transport ceiling", self.ceiling_phase)
         self.phase("group-commit peer (one writer thread, plain SQLite)", self.group_phase)
         self.phase("pipeline stages", self.pipeline_phase)
         self.phase("raw eventsourcing saves", self.saves_phase)
@@ -530,6 +546,14 @@ def _synthetic_stock_response() -> stock_pb2.GetStockResponse:
                     common_pb2.CHANNEL_STORE, common_pb2.CHANNEL_POPUP):  # fmt: skip
         response.channels.add(channel=channel, on_hand=500)
     return response
+
+
+def _cores_in(result: dict[str, Any], cpu: dict[str, float]) -> float:
+    """A server's cores busy during a load run's timed part: its CPU over the run's seconds
+    (the load process's start-up, when the server idles, left out: runs made in parts are
+    short, and that second would count against them)."""
+    seconds = float(result.get("seconds") or 0.0)
+    return cpu.get("cpu_seconds", 0.0) / seconds if seconds else cpu.get("cores", 0.0)
 
 
 def write_docs(rows: list[Row], sizes: Sizes, results: dict[str, Any],

@@ -147,7 +147,8 @@ def _cpu_seconds(process: psutil.Process) -> float:
 
 @contextmanager
 def cpu_use(pid: int) -> Iterator[dict[str, float]]:
-    """Fills {"cores": ...}: the process's CPU time during the block over the wall time."""
+    """Fills {"cores": ..., "cpu_seconds": ...}: the process's CPU time during the block over
+    the wall time, and that CPU time."""
     found: dict[str, float] = {}
     process = psutil.Process(pid)
     start, cpu = time.monotonic(), _cpu_seconds(process)
@@ -158,6 +159,7 @@ def cpu_use(pid: int) -> Iterator[dict[str, float]]:
         return
     wall = time.monotonic() - start
     found["cores"] = used / wall if wall > 0 else 0.0
+    found["cpu_seconds"] = used
 
 
 @dataclass
