@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import FrameType
@@ -159,11 +159,17 @@ class Bench:
         # after it (in the reverse order), beside the idle backend: their figures and the
         # backend's come from the same minutes.
         parts: dict[str, list[dict[str, Any]]] = {mode: [] for mode in FLASH_BESIDE}
-        for mode in FLASH_BESIDE:
-            self.phase(
-                BASELINE_PHASES[mode],
-                lambda mode=mode: parts[mode].append(self.baseline_part(mode, 0)),  # type: ignore[misc]
-            )
+
+        def sell(index: int, modes: Sequence[str]) -> None:
+            for mode in modes:
+                if len(parts[mode]) == index:  # a failed first part leaves its kind out
+
+                    def part(mode: str = mode) -> None:
+                        parts[mode].append(self.baseline_part(mode, index))
+
+                    self.phase(BASELINE_PHASES[mode], part)
+
+        sell(0, FLASH_BESIDE)
         spec = self.flash_spec(backend.target, "backend")
         with (
             profile.attached(self.children, backend.process.pid, "flash", self.work) as prof,
@@ -171,12 +177,7 @@ class Bench:
         ):
             result = self.load(spec, "flash-backend", s.flash_seconds + 120)
         self.profiles.update(prof.summaries)
-        for mode in reversed(FLASH_BESIDE):
-            if parts[mode]:
-                self.phase(
-                    BASELINE_PHASES[mode],
-                    lambda mode=mode: parts[mode].append(self.baseline_part(mode, 1)),  # type: ignore[misc]
-                )
+        sell(1, FLASH_BESIDE[::-1])
         for mode, runs in parts.items():
             if len(runs) == 2:
                 key = "flash_naive" if mode == "naive" else f"flash_ceiling_{mode}"
@@ -188,12 +189,13 @@ class Bench:
                       available_after=after.available)  # fmt: skip
         self.results["flash"] = result
 
-    def flash_spec(self, target: str, name: str, baseline: bool = False) -> dict[str, Any]:
-        """The flash sale's load; a baseline sells half of N to that plus a tenth buyers (its
-        figure is a rate: more units, or the sold-out tail after them, only cost run time)."""
+    def flash_spec(self, target: str, name: str, baseline_units: int = 0) -> dict[str, Any]:
+        """The flash sale's load: N units to 2N buyers, or a baseline's units to that plus a
+        tenth buyers (a baseline's figure is a rate: more units, or the sold-out tail after
+        them, only cost run time)."""
         s = self.sizes
-        units = s.baseline_units if baseline else s.flash_units
-        buyers = units + units // 10 if baseline else s.flash_buyers
+        units = baseline_units or s.flash_units
+        buyers = units + units // 10 if baseline_units else s.flash_buyers
         return {
             "mode": "flash", "target": target, "sku": FLASH_SKU, "location": FLASH_LOCATION,
             "buyers": buyers, "units": units, "prefix": f"bench-{name}",
@@ -389,18 +391,14 @@ class Bench:
 
     def _ceiling(self, mode: str) -> None:
         s = self.sizes
-        sample = self.results.get("stock", {}).get("sample_hex", "")
-        if not sample:
-            sample = _synthetic_stock_response().SerializeToString().hex()
         receipt = self.results.get("pos", {}).get("sample_hex", "")
         if not receipt:  # the flash sale's and GetStock's runs are made beside the backend
             return
         server, target = start_server(
             self.children,
-            {"mode": mode, "workers": s.grpc_workers, "units": s.baseline_units,
-             "stock_response_hex": sample, "receipt_hex": receipt},
+            {"mode": mode, "workers": s.grpc_workers, "units": 0, "receipt_hex": receipt},
             self.logs / f"{mode}-server.log",
-        )  # fmt: skip
+        )
         kind = SERVER_KINDS[mode]
         try:
             # A closed-loop rate: half the backend's run is plenty for a no-op server.
@@ -425,17 +423,13 @@ class Bench:
             server_spec = {"db": str(db), "sku": FLASH_SKU, "naive_connections": "shared"}
         else:
             units = max(s.baseline_units // 2, 1)
-            sample = _synthetic_stock_response().SerializeToString().hex()
-            server_spec = {"stock_response_hex": sample, "receipt_hex": ""}
+            server_spec = {}
         server, target = start_server(
             self.children,
             {**server_spec, "mode": mode, "workers": s.grpc_workers, "units": units},
             self.logs / f"{mode}-flash-server-{index}.log",
         )
-        spec = {
-            **self.flash_spec(target, f"{mode}-{index}", baseline=True),
-            "units": units, "buyers": units + units // 10, "keep_latencies": True,
-        }  # fmt: skip
+        spec = {**self.flash_spec(target, f"{mode}-{index}", units), "keep_latencies": True}
         try:
             with cpu_use(server.pid) as cpu, self.cpu_window("flash_beside"):
                 result = self.load(spec, f"flash-{mode}-{index}", s.flash_seconds + 120)
@@ -456,7 +450,7 @@ class Bench:
         try:
             with cpu_use(server.pid) as cpu:
                 self.results["flash_group"] = self.load(
-                    self.flash_spec(target, "group", baseline=True),
+                    self.flash_spec(target, "group", s.baseline_units),
                     "flash-group",
                     s.flash_seconds + 120,
                 )
@@ -526,26 +520,6 @@ class Bench:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-
-
-def _synthetic_stock_response() -> stock_pb2.GetStockResponse:
-    """A GetStock answer shaped like the backend's for a demo SKU (6 locations), used by the
-    no-op server only if no real answer was captured."""
-    response = stock_pb2.GetStockResponse(
-        sku="MC26-TINA-PLUSH-30", total_on_hand=3000, view_position=123456,
-        online_available_to_promise=500,
-    )  # fmt: skip
-    for code, _kind, _name, city, district in DEMO_LOCATIONS:
-        response.locations.add(
-            location=code, kind=common_pb2.LOCATION_KIND_PARTNER_STORE,
-            channel=common_pb2.CHANNEL_STORE, city=city, district=district, on_hand=500,
-            levels=common_pb2.Levels(on_hand=500, available=500),
-        )  # fmt: skip
-        response.districts[district] = 500
-    for channel in (common_pb2.CHANNEL_ONLINE, common_pb2.CHANNEL_WAREHOUSE,
-                    common_pb2.CHANNEL_STORE, common_pb2.CHANNEL_POPUP):  # fmt: skip
-        response.channels.add(channel=channel, on_hand=500)
-    return response
 
 
 def _cores_in(result: dict[str, Any], cpu: dict[str, float]) -> float:
