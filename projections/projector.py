@@ -164,11 +164,17 @@ class Projector:
         group: str,
         dead_letters: DeadLetters | None = None,
         fetch_wait: FetchWait | None = None,
+        fresh: bool = False,
     ) -> None:
+        """`fresh`: the views start empty and this projector is the only one applying the
+        streams of its records (a rebuild's process: each stream is on one partition). The
+        streams' applied versions are then kept in memory instead of read back for every
+        batch and upserted with it, and `write_versions` stores them once at the end."""
         self.engine = engine
         self.consumer = consumer
         self.group = group
         self.dead_letters = dead_letters
+        self._versions: dict[str, int] | None = {} if fresh else None
         self.stats = ProjectorStats()
         self.writer = BulkWriter(engine.dialect)
         self.checkpointer = WalCheckpointer.for_engine(engine)
@@ -249,7 +255,7 @@ class Projector:
         with self.engine.begin() as conn:
             if self.checkpointer is not None:
                 self.checkpointer.take_over(conn)
-            batch.versions = select_versions(conn, {e.stream_id for _, e in decoded})
+            batch.versions = self._applied_versions(conn, {e.stream_id for _, e in decoded})
             applied = dict(batch.versions)
             for record, envelope in decoded:
                 self._apply_one(batch, record, envelope)
@@ -261,24 +267,50 @@ class Projector:
                 write.upsert(conn, TABLES[name], rows.values())
             for name, updates in batch.updates.items():
                 write.update(conn, TABLES[name], updates.values())
-            write.upsert(
-                conn,
-                TABLES[AppliedStream.__tablename__],
-                [
-                    {"stream_id": s, "version": v}
-                    for s, v in batch.versions.items()
-                    if applied.get(s) != v
-                ],
-            )
+            self._store_versions(conn, batch.versions, applied)
             if batch.gaps:
                 conn.execute(TABLES[StreamGap.__tablename__].insert(), batch.gaps)
             self._store_progress(conn, batch)
             # Dead letters are durable in Kafka before the offsets that skip them commit.
             for record, reason in batch.poison:
                 self._dead_letter(record, reason)
+        self._committed(batch, before)
+
+    def _committed(self, batch: _Batch, before: ProjectorStats) -> None:
+        if self._versions is not None:  # the batch's versions are applied now
+            self._versions.update(batch.versions)
         self._observe(batch, before)
         self.stats.batches += 1
         self.stats.last_batch_at = time.monotonic()
+
+    def _applied_versions(self, conn: Connection, streams: set[str]) -> dict[str, int]:
+        known = self._versions
+        if known is None:
+            return select_versions(conn, streams)
+        return {s: known[s] for s in streams if s in known}
+
+    def _store_versions(
+        self, conn: Connection, versions: dict[str, int], applied: dict[str, int]
+    ) -> None:
+        if self._versions is not None:
+            return  # kept in memory until write_versions
+        self.writer.upsert(
+            conn,
+            TABLES[AppliedStream.__tablename__],
+            [{"stream_id": s, "version": v} for s, v in versions.items() if applied.get(s) != v],
+        )
+
+    def write_versions(self, chunk: int = 10_000) -> None:
+        """Stores the applied versions a `fresh` projector kept in memory (one insert per
+        stream, where upserting them with every batch rewrote a stream once per batch it
+        had events in); nothing for any other projector."""
+        if not self._versions:
+            return
+        rows = [{"stream_id": s, "version": v} for s, v in self._versions.items()]
+        table = TABLES[AppliedStream.__tablename__]
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), chunk):
+                self.writer.upsert(conn, table, rows[start : start + chunk])
 
     def _observe(self, batch: _Batch, before: ProjectorStats) -> None:
         for (topic, partition), next_offset in batch.offsets.items():

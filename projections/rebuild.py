@@ -134,7 +134,7 @@ def _replay(
     progress(0, total)
     if not ends:
         return 0, 0, 0
-    projector = Projector(engine, consumer=None, group="rebuild")
+    projector = Projector(engine, consumer=None, group="rebuild", fresh=True)
     consumer = _consumer(bootstrap)
     try:
         consumer.assign(list(ends))
@@ -151,6 +151,7 @@ def _replay(
                 projector.apply(records)
                 done += len(records)
                 progress(done, total)
+        projector.write_versions()
     finally:
         projector.close()
         consumer.close()
