@@ -259,12 +259,18 @@ def rebuild_rows(results: Results, errors: dict[str, str]) -> list[Row]:
                 _met(day["rate"] >= 30_000 and bool(day.get("views_agree"))),
             )
         )  # fmt: skip
+    # The target is the generated day's (the replay of 1,000,000 events); this run's
+    # own events are a smaller replay beside it, or the only one when the day is left out.
+    target, met = (
+        ("- (the generated day above)", "-") if day
+        else (">= 30,000 events/s", _met(rebuild["rate"] >= 30_000))
+    )  # fmt: skip
     rows.append(
         Row(
             f"5. rebuild of this run's events, {rebuild['events']:,} events "
             f"({rebuild['records']:,} records)",
             f"{_n(rebuild['rate'])} events/s ({rebuild['seconds']:.1f} s)",
-            "-", "-", ">= 30,000 events/s", _met(rebuild["rate"] >= 30_000),
+            "-", "-", target, met,
         )
     )  # fmt: skip
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.common import merged_flash, merged_runs
 from bench.pipeline import merged
+from bench.rows import rebuild_rows
 
 
 def _part(rate: float, seconds: float, latencies: list[float], load: float) -> dict[str, object]:
@@ -59,3 +60,18 @@ def test_halves_of_a_flash_sale_sell_every_unit_over_their_summed_time() -> None
     assert sale["p50_ms"] == 5.0 and sale["p99_ms"] == 7.0 and sale["calls"] == 40
     unsold = merged_flash([first, {**second, "sold_out_seconds": None}])
     assert unsold["sold_out_seconds"] is None and unsold["confirmed_per_second"] == 0.0
+
+
+def test_the_rebuild_target_is_the_generated_days_when_there_is_one() -> None:
+    run = {"events": 1_000, "records": 1_010, "rate": 20_000.0, "seconds": 0.05}
+    day = {"events": 1_000_000, "records": 1_002_000, "streams": 300_000, "rate": 31_000.0,
+           "seconds": 32.3, "views_agree": True, "gaps": 0, "dead_letters": 0}  # fmt: skip
+
+    with_day = rebuild_rows({"pipeline": {"rebuild": run, "rebuild_day": day}}, {})
+    alone = rebuild_rows({"pipeline": {"rebuild": run}}, {})
+
+    assert [(row.target, row.met) for row in with_day] == [
+        (">= 30,000 events/s", "yes"),
+        ("- (the generated day above)", "-"),
+    ]
+    assert [(row.target, row.met) for row in alone] == [(">= 30,000 events/s", "NO")]
