@@ -87,7 +87,13 @@ def test_the_projector_leaves_checkpoints_to_a_thread_that_keeps_the_log_bounded
         while checkpointer.restarts == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert checkpointer.checkpoints > 0 and checkpointer.restarts > 0
-        projector.apply(_movements(10, start=20_001))  # a write after a restart truncates
+        # A tick that began after the last write has copied every frame (nobody writes now):
+        # the next write starts the log over, which truncates it to the limit. Without this
+        # wait the write could come before that tick (failed once in CI: 366,712 bytes).
+        ticks = checkpointer.checkpoints
+        while checkpointer.checkpoints < ticks + 2 and time.monotonic() < deadline + 10:
+            time.sleep(0.01)
+        projector.apply(_movements(10, start=20_001))  # a write after it truncates the log
         wal = tmp_path / "views.db-wal"
         assert wal.stat().st_size <= 64 * 4096 + 64 * 1024  # the limit, plus this batch
     finally:
