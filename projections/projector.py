@@ -301,9 +301,9 @@ class Projector:
         )
 
     def write_versions(self, chunk: int = 10_000) -> None:
-        """Stores the applied versions a `fresh` projector kept in memory (one insert per
-        stream, where upserting them with every batch rewrote a stream once per batch it
-        had events in); nothing for any other projector."""
+        """Stores the applied versions a `fresh` projector kept in memory, each stream's row
+        written once (upserted with every batch, a stream's row was written once per batch
+        it had events in); nothing for any other projector."""
         if not self._versions:
             return
         rows = [{"stream_id": s, "version": v} for s, v in self._versions.items()]
