@@ -16,9 +16,7 @@ from __future__ import annotations
 import threading
 import time
 
-from kafka import KafkaProducer
-
-from services.bus import ensure_topics, new_consumer, topic_names
+from services.bus import EnvelopeProducer, ensure_topics, new_consumer, topic_names
 
 WARMUP_NS = "bench-warmup."
 
@@ -27,10 +25,7 @@ def warm_broker(bootstrap: str, seconds: float, partitions: int = 6) -> dict[str
     """Sends and fetches for `seconds`; answers how many records went each way."""
     topics = topic_names(WARMUP_NS)
     ensure_topics(bootstrap, partitions, topics)
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, client_id="bench-warmup", acks="all",
-        enable_idempotence=True, linger_ms=2, batch_size=256 * 1024,
-    )  # fmt: skip
+    producer = EnvelopeProducer(bootstrap, client_id="bench-warmup")  # the relay's producer
     consumer = new_consumer(bootstrap, "bench-warmup", client_id="bench-warmup")
     stop = threading.Event()
     fetched = 0
@@ -44,7 +39,7 @@ def warm_broker(bootstrap: str, seconds: float, partitions: int = 6) -> dict[str
     fetcher = threading.Thread(target=fetch, name="bench-warmup-fetch", daemon=True)
     sent = 0
     try:
-        every = [(t, p) for t in topics for p in sorted(producer.partitions_for(t))]
+        every = [(t, p) for t in topics for p in producer.partitions_for(t)]
         fetcher.start()
         value = bytes(200)
         deadline = time.monotonic() + seconds
@@ -52,15 +47,15 @@ def warm_broker(bootstrap: str, seconds: float, partitions: int = 6) -> dict[str
         while time.monotonic() < deadline:
             burst += 1
             for n in range(50):  # a relay call's worth of events, then its markers
-                producer.send(topics[n % len(topics)], key=b"%d/%d" % (burst, n), value=value)
+                producer.send(topics[n % len(topics)], b"%d/%d" % (burst, n), value)
             for topic, partition in every:
-                producer.send(topic, value=value, partition=partition)
+                producer.send(topic, None, value, partition=partition)
             producer.flush(timeout=30)
             sent += 50 + len(every)
     finally:
         stop.set()
         if fetcher.is_alive():
             fetcher.join(30)
-        producer.close(timeout=10)
+        producer.close()
         consumer.close()
     return {"sent": sent, "fetched": fetched}

@@ -300,17 +300,15 @@ class Projector:
             [{"stream_id": s, "version": v} for s, v in versions.items() if applied.get(s) != v],
         )
 
-    def write_versions(self, chunk: int = 10_000) -> None:
+    def write_versions(self) -> None:
         """Stores the applied versions a `fresh` projector kept in memory, each stream's row
         written once (upserted with every batch, a stream's row was written once per batch
         it had events in); nothing for any other projector."""
         if not self._versions:
             return
         rows = [{"stream_id": s, "version": v} for s, v in self._versions.items()]
-        table = TABLES[AppliedStream.__tablename__]
         with self.engine.begin() as conn:
-            for start in range(0, len(rows), chunk):
-                self.writer.upsert(conn, table, rows[start : start + chunk])
+            self.writer.upsert(conn, TABLES[AppliedStream.__tablename__], rows)
 
     def _observe(self, batch: _Batch, before: ProjectorStats) -> None:
         for (topic, partition), next_offset in batch.offsets.items():
