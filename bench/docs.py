@@ -161,6 +161,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         f"server ({ceiling:,.0f} calls/s; thread-per-call {sync_noop:,.0f}, grpc.aio "
         f"{aio_noop:,.0f}, grpc.aio answering through a desk thread {handoff:,.0f}). "
         + handing
+        + _sold_out_tail(results, ceiling)
         + "The work per purchase is what costs: the API "
         f"process used {api_cores:.2f} cores, {1000 * api_per_call:.3f} ms of CPU per call "
         f"(sold-out answers included), where the fastest no-op server used "
@@ -249,6 +250,24 @@ def _analysis(results: dict[str, Any]) -> list[str]:
             f"the same way at the same rate, had p99 {noop['p99_ms']:.1f} ms: {verdict}."
         )
     return lines + _pipeline_analysis(results.get("pipeline") or {})
+
+
+def _sold_out_tail(results: dict[str, Any], ceiling: float) -> str:
+    """The sale's buyers after the last unit: the same calls through the same servicer and
+    desk, with nothing to save."""
+    flash = results.get("flash") or {}
+    calls, units = int(flash.get("calls") or 0), int(flash.get("units") or 0)
+    sold, seconds = flash.get("sold_out_seconds"), float(flash.get("seconds") or 0.0)
+    if not (sold and calls > units and seconds > sold):
+        return ""
+    tail = (calls - units) / (seconds - float(sold))
+    return (
+        f"After the last unit the backend answered the other {calls - units:,} buyers (sold "
+        f"out: the same call, servicer and desk round trip, nothing saved) at {tail:,.0f} "
+        f"calls/s, {tail / ceiling:.2f} of the ceiling: what a purchase costs beyond that is "
+        "its own work (the decision, the FlashBatch event and its commit, and the relay, the "
+        "broker and the projector carrying it on). "
+    )
 
 
 def _flash_neighbours(backend_cpu: dict[str, Any], results: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.common import merged_flash, merged_runs
+from bench.docs import _sold_out_tail
 from bench.pipeline import merged
 from bench.rows import rebuild_rows
 
@@ -75,3 +76,12 @@ def test_the_rebuild_target_is_the_generated_days_when_there_is_one() -> None:
         ("- (the generated day above)", "-"),
     ]
     assert [(row.target, row.met) for row in alone] == [(">= 30,000 events/s", "NO")]
+
+
+def test_the_sold_out_tail_is_the_buyers_after_the_last_unit_over_their_time() -> None:
+    sale = {"calls": 200_000, "units": 100_000, "seconds": 60.0, "sold_out_seconds": 40.0}
+
+    text = _sold_out_tail({"flash": sale}, ceiling=10_000.0)
+
+    assert "other 100,000 buyers" in text and "at 5,000 calls/s, 0.50 of the ceiling" in text
+    assert _sold_out_tail({"flash": {**sale, "sold_out_seconds": None}}, 10_000.0) == ""
