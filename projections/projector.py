@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
@@ -294,11 +294,12 @@ class Projector:
     ) -> None:
         if self._versions is not None:
             return  # kept in memory until write_versions
-        self.writer.upsert(
-            conn,
-            TABLES[AppliedStream.__tablename__],
-            [{"stream_id": s, "version": v} for s, v in versions.items() if applied.get(s) != v],
-        )
+        changed = ((s, v) for s, v in versions.items() if applied.get(s) != v)
+        self._upsert_versions(conn, changed)
+
+    def _upsert_versions(self, conn: Connection, versions: Iterable[tuple[str, int]]) -> None:
+        rows = [{"stream_id": s, "version": v} for s, v in versions]
+        self.writer.upsert(conn, TABLES[AppliedStream.__tablename__], rows)
 
     def write_versions(self) -> None:
         """Stores the applied versions a `fresh` projector kept in memory, each stream's row
@@ -306,9 +307,8 @@ class Projector:
         it had events in); nothing for any other projector."""
         if not self._versions:
             return
-        rows = [{"stream_id": s, "version": v} for s, v in self._versions.items()]
         with self.engine.begin() as conn:
-            self.writer.upsert(conn, TABLES[AppliedStream.__tablename__], rows)
+            self._upsert_versions(conn, self._versions.items())
 
     def _observe(self, batch: _Batch, before: ProjectorStats) -> None:
         for (topic, partition), next_offset in batch.offsets.items():
