@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -162,3 +163,39 @@ def test_concurrent_sales_of_one_sku_are_all_counted(app: RetailApp) -> None:
     assert errors == []
     item = app.get_stock_item("TINA-30", "STORE-1")
     assert item is not None and item.on_hand == 100 - 40
+
+
+def _a_few_writes(app: RetailApp) -> list[tuple[object, ...]]:
+    app.register_sku("TINA-30", "Tina plush 30 cm", "Mascots", Money(12800, "CNY"))
+    app.register_location("STORE-1", LocationKind.PARTNER_STORE, "Store 1", "Beijing", "Dongcheng")
+    app.receive_stock("TINA-30", "STORE-1", 10, "DN-1")
+    sell(app, "S-1", 3)
+    stored: list[tuple[object, ...]] = []
+    for n in app.recorder.select_notifications(start=1, limit=100):
+        state = json.loads(n.state)
+        del state["timestamp"]  # the library's own clock: differs between the two apps
+        stored.append((n.id, n.originator_id, n.originator_version, n.topic, state))
+    return stored
+
+
+def test_saves_store_exactly_what_the_librarys_save_would(clock) -> None:  # type: ignore[no-untyped-def]
+    """_save puts the aggregates' events into the store itself (see RetailApp._put): the
+    stored events are the same as through Application.save, and the library's save is still
+    used where it would do more than store them (here: snapshotting on)."""
+    stored: list[list[tuple[object, ...]]] = []
+    for plain in (True, False):
+        app = RetailApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
+        assert app._plain_saves
+        app._plain_saves = plain
+        stored.append(_a_few_writes(app))
+        app.close()
+    assert stored[0] == stored[1]
+    assert len(stored[0]) >= 4
+
+    snapshotting = RetailApp(
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo", "IS_SNAPSHOTTING_ENABLED": "y"},
+        clock=clock,
+    )
+    assert not snapshotting._plain_saves
+    assert _a_few_writes(snapshotting) == stored[0]
+    snapshotting.close()
