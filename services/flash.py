@@ -92,8 +92,8 @@ def _order_of(purchase: _Purchase) -> _Order:
 class OrderBook:
     """Every flash order id confirmed so far, whatever the SKU: a retry is answered from here
     and an order id reused for other contents is refused. Read once from the store, then kept
-    up to date by the desks (and read again from the store after a lost race, when another
-    process may have confirmed orders)."""
+    up to date by the desks, and read again whenever a desk reads its stock item from the
+    store or loses a race for it: other processes may have confirmed orders meanwhile."""
 
     def __init__(self, app: RetailApp) -> None:
         self.app = app
@@ -212,6 +212,13 @@ class FlashDesk(Desk[_Purchase]):
         else:
             items.items[self.sku] = cached
         item = items.get(self.sku)
+        if cached is None:
+            # The item as the store has it, so the orders as well: another process may have
+            # confirmed some since the book last read them (a retry sent to another API
+            # process), and the item read is no conflict to tell us. Read after the item,
+            # the book holds every order its version has sold; one confirmed after that
+            # makes our save conflict, which refreshes the book too.
+            self.book.refresh()
         round_ = _Round(app, self.book, self._sku, item)
         try:
             outcomes = [round_.decide(purchase) for purchase in batch]

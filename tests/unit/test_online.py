@@ -290,5 +290,39 @@ def test_a_restarted_flash_desk_answers_a_retry_from_the_saved_batches(app: Reta
     assert levels(app) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("stale", [True, False], ids=["stale item", "new desk"])
+def test_a_retry_sent_to_another_api_process_is_answered_not_confirmed_again(
+    clock: Clock, tmp_path: object, monkeypatch: pytest.MonkeyPatch, stale: bool
+) -> None:
+    """Two API processes on one event store; the retry of an order the first confirmed
+    reaches the second, whose order book was read before: once after its desk's stock item
+    went stale, once at a desk it opens for the SKU (its book opened by another SKU's desk)."""
+    from domain.values import LocationKind, Money  # noqa: PLC0415
+
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": f"{tmp_path}/ev.db"}
+    first = RetailApp(env=env, clock=clock)
+    for sku in ("A-1", "B-1"):
+        first.register_sku(sku, sku, "", Money(100, "CNY"))
+    first.register_location("ONLINE", LocationKind.ONLINE_FLAGSHIP, "F", "C", "D")
+    first.receive_stock("A-1", "ONLINE", 10, "DN-1")
+    first.receive_stock("B-1", "ONLINE", 10, "DN-2")
+    second = RetailApp(env=env, clock=clock)
+    here, there = FlashSales(first), FlashSales(second)
+    try:
+        there.buy("W-1", "A-1" if stale else "B-1", "ONLINE", "", 1)  # its book is read now
+        bought = here.buy("ORDER-42", "A-1", "ONLINE", "", 3)
+        if stale:
+            monkeypatch.setattr("services.flash.STALE_AFTER", 0.0)
+        retry = there.buy("ORDER-42", "A-1", "ONLINE", "", 3)
+    finally:
+        here.stop()
+        there.stop()
+    assert (bought.outcome, bought.replayed) == (Outcome.CONFIRMED, False)
+    assert (retry.outcome, retry.replayed) == (Outcome.CONFIRMED, True)
+    assert first.stock_levels("A-1", "ONLINE").on_hand == (6 if stale else 7)
+    first.close()
+    second.close()
+
+
 def flash_batches(flash: FlashSales) -> int:
     return sum(desk.batches for desk in flash._desks.values())
