@@ -99,3 +99,50 @@ def test_batches_and_redeliveries_end_in_the_last_levels_of_each_item(
     assert units == [2]  # the sale's line once, however often it came
     for item in range(len(ITEMS)):
         assert versions[_stream(item)] == 1 + sum(1 for i, _ in moves if i == item)
+
+
+class _Letters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+
+    def send(self, record: HandedRecord, reason: str) -> None:
+        self.sent.append((record.offset, reason))
+
+
+def test_a_record_whose_rows_cannot_be_built_is_a_dead_letter_and_the_rest_applies(
+    tmp_path: object,
+) -> None:
+    """A sale whose local day is past the year 9999, and an item's last movement of the
+    batch with a time out of range: each goes to the dead letters with its reason, the
+    others in the batch apply, and the movement sent again once fixed is applied."""
+    records = _events([(0, 5), (1, 7)])  # openings 0-2, movements 3-4, a sale 5
+    bad_sale = events_pb2.EventEnvelope(stream_id="sale-2", stream_version=1, position=7)
+    bad_sale.sale_recorded.sale_id = "sale-2"
+    bad_sale.occurred_at.FromSeconds(253402300799 - 3600)  # 9999-12-31T23:00Z
+    bad_move = events_pb2.EventEnvelope.FromString(records[3].value)
+    bad_move.stream_version, bad_move.position = 3, 8
+    bad_move.stock_moved.levels.on_hand = 9
+    good_move = events_pb2.EventEnvelope()
+    good_move.CopyFrom(bad_move)
+    bad_move.recorded_at.seconds = 10**15  # far past what a datetime holds
+    records += [
+        HandedRecord("stock", 0, 6, bad_sale.SerializeToString()),
+        HandedRecord("stock", 0, 7, bad_move.SerializeToString()),
+    ]
+    letters = _Letters()
+    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
+    projector = Projector(engine, consumer=None, group="g", dead_letters=letters)  # type: ignore[arg-type]
+    projector.apply(records)
+    assert [offset for offset, _ in letters.sent] == [6, 7]
+    assert all(reason.startswith("OverflowError") for _, reason in letters.sent)
+    projector.apply([HandedRecord("stock", 0, 8, good_move.SerializeToString())])
+
+    with engine.connect() as conn:
+        stock = {(s, loc): n for s, loc, n in conn.execute(
+            select(StockView.sku, StockView.location, StockView.on_hand))}  # fmt: skip
+        units = conn.execute(select(SalesFact.units)).scalars().all()
+    projector.close()
+    engine.dispose()
+    assert stock == {ITEMS[0]: 9, ITEMS[1]: 7, ITEMS[2]: 0}
+    assert units == [2]
+    assert projector.stats.rejected == 2
