@@ -66,6 +66,9 @@ A = TypeVar("A", bound=Aggregate)
 MAX_ATTEMPTS = 8
 DEFAULT_HOLD = timedelta(minutes=15)
 MAX_HOLD = timedelta(hours=24)
+# A till's clock may run ahead of ours, but not by this much: a sale or return said to happen
+# later than this after our clock is refused (its business day is not one we can book yet).
+MAX_CLOCK_AHEAD = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -471,8 +474,7 @@ class RetailApp(Application[UUID]):
         kind = self.location_kind(posted.location)
         if not kind.sells_at_till:
             raise NotASellingLocationError(posted.location, kind.value)
-        if posted.occurred_at is not None and posted.occurred_at.tzinfo is None:
-            raise InvalidValueError("occurred_at", "must carry a timezone")
+        self._require_happened("occurred_at", posted.occurred_at)
         priced = self._price_lines(posted.lines)
         check_sale(priced, posted.payments)
         sale_id = PosSale.create_id(posted.terminal, posted.client_sale_id)
@@ -530,6 +532,7 @@ class RetailApp(Application[UUID]):
         require_code("terminal_id", terminal)
         require_code("client_sale_id", client_sale_id)
         require_code("return_id", return_id)
+        self._require_happened("occurred_at", occurred_at)
 
         def attempt() -> ReturnReceipt:
             sale = self._find(PosSale, PosSale.create_id(terminal, client_sale_id))
@@ -894,6 +897,21 @@ class RetailApp(Application[UUID]):
             late=sale.flags.late,
             after_shift_close=sale.flags.after_shift_close,
         )
+
+    def _require_happened(self, name: str, moment: datetime | None) -> None:
+        """A time a till says something happened: with a timezone, and not ahead of our clock
+        by more than MAX_CLOCK_AHEAD."""
+        if moment is None:
+            return
+        if moment.tzinfo is None:
+            raise InvalidValueError(name, "must carry a timezone")
+        now = self.clock()
+        if moment - now > MAX_CLOCK_AHEAD:
+            raise InvalidValueError(
+                name,
+                f"{moment.isoformat()} is more than {MAX_CLOCK_AHEAD} ahead of the server's "
+                f"clock ({now.isoformat()}); check the terminal's clock",
+            )
 
     def _head(self) -> int:
         """The newest position: a safe answer for a replay (at or after the original write)."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +19,7 @@ from domain.errors import (
 from domain.sales import Payment
 from domain.values import LocationKind, Money, PaymentMethod
 from services.application import RetailApp, SaleLineInput
+from tests.unit.conftest import Clock
 
 
 def head(app: RetailApp) -> int:
@@ -199,3 +201,24 @@ def test_saves_store_exactly_what_the_librarys_save_would(clock) -> None:  # typ
     assert not snapshotting._plain_saves
     assert _a_few_writes(snapshotting) == stored[0]
     snapshotting.close()
+
+
+def test_a_sale_or_return_said_to_happen_well_after_our_clock_is_refused(
+    app: RetailApp, clock: Clock
+) -> None:
+    """A till clock an hour or more ahead: refused with the reason, nothing written (a time
+    past the year 9999 in Asia/Shanghai would otherwise reach the views as a poison event)."""
+    app.receive_stock("TINA-30", "STORE-1", 10, "DN-1")
+    lines = [SaleLineInput("TINA-30", 1)]
+    before = head(app)
+    for ahead in (timedelta(hours=2), datetime(9999, 12, 31, 20, tzinfo=UTC) - clock.now):
+        with pytest.raises(InvalidValueError, match=r"occurred_at.*ahead of the server's clock"):
+            app.record_sale("T-1", "S-9", "STORE-1", "staff-7", clock.now + ahead, lines, [])
+    assert head(app) == before
+    sold = app.record_sale(
+        "T-1", "S-1", "STORE-1", "staff-7", clock.now + timedelta(minutes=30), lines, []
+    )
+    with pytest.raises(InvalidValueError, match="occurred_at"):
+        app.record_return("T-1", "S-1", "R-1", {"TINA-30": 1}, [], damaged=False,
+                          occurred_at=clock.now + timedelta(days=1))  # fmt: skip
+    assert head(app) == sold.position
