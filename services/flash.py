@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
@@ -99,6 +100,9 @@ class OrderBook:
         self.app = app
         self._orders: dict[str, _Order] = {}
         self._read_to = 0  # notification id up to which the store's flash events were read
+        # The FlashBatch events this process saved since: their orders are in the book
+        # already, so a read skips them instead of decoding a sale's worth of its own orders.
+        self._ours: set[UUID] = set()
         self._lock = threading.Lock()
         self.refresh()
 
@@ -109,7 +113,11 @@ class OrderBook:
                 start=self._read_to, limit=5000, topics=[FLASH_BATCH, FLASH_BOUGHT],
                 inclusive_of_start=False,
             ):  # fmt: skip
+                ours = self._ours
                 for notification in page:
+                    if notification.originator_id in ours:
+                        ours.discard(notification.originator_id)
+                        continue
                     event: Any = self.app.mapper.to_domain_event(notification)
                     if notification.topic == FLASH_BATCH:
                         for order_id, member, quantity, campaign in event.orders:
@@ -122,6 +130,11 @@ class OrderBook:
 
     def get(self, order_id: str) -> _Order | None:
         return self._orders.get(order_id)
+
+    def saved(self, batch: UUID) -> None:
+        """A FlashBatch of this process's is in the store: its orders were claimed here."""
+        with self._lock:
+            self._ours.add(batch)
 
     def claim(self, order_id: str, order: _Order) -> _Order | None:
         """Takes the order id for `order`; answers the order that had it already, if any."""
@@ -234,6 +247,7 @@ class FlashDesk(Desk[_Purchase]):
                     item.sell_online(quantity, saved.reference, campaign)
                 pending = [a for q in round_.quotas.values() for a in q.pending()]
                 self._position = app._save(*items.pending(), saved, *pending)
+                self.book.saved(saved.id)
                 self._read_at = now
         except BaseException:
             self._item = None  # it may hold this batch's unsaved decisions
