@@ -154,6 +154,38 @@ def test_a_flash_batch_is_one_envelope_and_one_online_fact_per_purchase(app: Ret
     assert fact.values["channel"] == "online"
 
 
+def test_a_flash_batchs_orders_keep_their_members_and_campaigns() -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+    from uuid import uuid4  # noqa: PLC0415
+
+    from domain.values import Money  # noqa: PLC0415
+    from services.envelopes import _flash_batch  # noqa: PLC0415
+
+    orders: list[tuple[str, str, int, str]] = [
+        ("F-1", "", 1, ""), ("F-2", "M-7", 2, ""), ("F-3", "", 1, "LIVE-1"),
+        ("F-4", "M-8", 3, "LIVE-1"),
+    ]  # fmt: skip
+    event = SimpleNamespace(
+        originator_id=uuid4(), sku="TINA-30", location="ONLINE", unit_price=Money(100, "CNY"),
+        tax_rate_bp=1300, orders=orders,
+    )  # fmt: skip
+    envelope = events_pb2.EventEnvelope()
+    _flash_batch(event, envelope, lambda code: None)
+    listed = [
+        (o.order_id, o.member, o.quantity, o.campaign)
+        for o in envelope.flash_batch_confirmed.orders
+    ]
+    assert listed == orders
+    expected = events_pb2.EventEnvelope()
+    expected.CopyFrom(envelope)
+    del expected.flash_batch_confirmed.orders[:]
+    expected.flash_batch_confirmed.orders.extend(
+        [events_pb2.FlashOrderLine(order_id=o, member=m, quantity=q, campaign=c)
+         for o, m, q, c in orders]
+    )  # fmt: skip
+    assert envelope.SerializeToString() == expected.SerializeToString()
+
+
 def test_fast_event_ids_and_times_equal_the_library_ones() -> None:
     import random  # noqa: PLC0415
     from datetime import UTC, datetime, timedelta  # noqa: PLC0415
