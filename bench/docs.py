@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.report import ratio_text
 from bench.sizes import Sizes
 
 
@@ -157,8 +158,8 @@ def _analysis(results: dict[str, Any]) -> list[str]:
     else:
         handing = ""
     lines.append(
-        f"- Flash sale: {flash:,.0f} confirmed/s is {flash / ceiling:.2f} of the fastest no-op "
-        f"server ({ceiling:,.0f} calls/s; thread-per-call {sync_noop:,.0f}, grpc.aio "
+        f"- Flash sale: {flash:,.0f} confirmed/s is {ratio_text(flash / ceiling)} of the "
+        f"fastest no-op server ({ceiling:,.0f} calls/s; thread-per-call {sync_noop:,.0f}, grpc.aio "
         f"{aio_noop:,.0f}, grpc.aio answering through a desk thread {handoff:,.0f}). "
         + handing
         + _sold_out_tail(results, ceiling)
@@ -187,7 +188,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
             else "not ruled out by the raw baselines alone"
         )
         lines.append(
-            f"- POS ingest: {pos:,.0f} sales/s end to end, {pos / pos_ceiling:.2f} of the "
+            f"- POS ingest: {pos:,.0f} sales/s end to end, {ratio_text(pos / pos_ceiling)} of the "
             f"no-op RecordSale. A sale posted until visible needs at least, in CPU measured "
             f"in this run: {'; '.join(parts)}: {1000 * need:.3f} ms, so 2 cores carry at most "
             f"{cap:,.0f} sales/s ({cap / pos_ceiling:.2f} of the ceiling; the broker's own "
@@ -212,7 +213,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"- GetStock: answers are kept until the views change, and a kept answer is served on "
-            f"the event loop: {stock:,.0f} calls/s is {stock / stock_aio:.2f} of the no-op "
+            f"the event loop: {stock:,.0f} calls/s is {ratio_text(stock / stock_aio)} of the no-op "
             f"grpc.aio server on the same kind of loop ({stock_aio:,.0f}); the rest is the "
             "servicer (the views' version check, the error map, the kept answer's lookup). "
             + cpu
@@ -304,8 +305,9 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
     relay, produce = pipeline.get("relay") or {}, pipeline.get("raw_produce") or {}
     if relay.get("rate") and produce.get("rate") and relay["rate"] < 0.5 * produce["rate"]:
         lines.append(
-            f"- Relay: {relay['rate']:,.0f} events/s is {relay['rate'] / produce['rate']:.2f} "
-            f"of raw produce. Per event the relay process used "
+            f"- Relay: {relay['rate']:,.0f} events/s is "
+            f"{ratio_text(relay['rate'] / produce['rate'])} of raw produce. Per event the relay "
+            "process used "
             f"{_per_event_us(relay, 'events'):.0f} us of CPU, raw produce "
             f"{_per_event_us(produce, 'events'):.0f} us (the client's send and its I/O thread, "
             "paid by both): the rest is reading the notifications, decoding the stored events "
@@ -321,7 +323,8 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
         facts = rows.get("sales_fact", 0) + rows.get("payment_fact", 0)
         lines.append(
             f"- Projector: {proj['rate']:,.0f} records/s is "
-            f"{proj['rate'] / consume['rate']:.2f} of raw consume + upsert. Per record it used "
+            f"{ratio_text(proj['rate'] / consume['rate'])} of raw consume + upsert. Per record it "
+            "used "
             f"{1e6 * float(proj.get('cpu_per_record') or 0):.0f} us of CPU, the raw baseline "
             f"{1e6 * float(consume.get('cpu_per_record') or 0):.0f} us; kafka-python's fetch "
             "and record parsing, in Python, is paid by both. The raw baseline writes one narrow "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -17,6 +18,12 @@ class Row:
     ratio: str = "-"
     target: str = "-"
     met: str = "-"
+
+
+def ratio_text(value: float) -> str:
+    """A ratio to two decimals, cut rather than rounded: a figure that misses a target such
+    as 0.50 by a little (0.496) shows as 0.49, never as the target it missed."""
+    return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
 
 
 HEADER = ("scenario", "figure", "baseline", "ratio", "target", "met?")

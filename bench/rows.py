@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import Row
+from bench.report import Row, ratio_text
 from bench.sizes import Sizes
 
 MB = 1024 * 1024
@@ -20,7 +20,7 @@ def _ms(value: float) -> str:
 
 
 def _ratio(figure: float, baseline: float) -> str:
-    return f"{figure / baseline:.2f}" if baseline else "-"
+    return ratio_text(figure / baseline) if baseline else "-"
 
 
 def _met(ok: bool) -> str:

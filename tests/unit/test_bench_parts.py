@@ -85,3 +85,13 @@ def test_the_sold_out_tail_is_the_buyers_after_the_last_unit_over_their_time() -
 
     assert "other 100,000 buyers" in text and "at 5,000 calls/s, 0.50 of the ceiling" in text
     assert _sold_out_tail({"flash": {**sale, "sold_out_seconds": None}}, 10_000.0) == ""
+
+
+def test_a_ratio_is_cut_to_two_decimals_so_a_near_miss_never_shows_as_the_target() -> None:
+    from bench.report import ratio_text  # noqa: PLC0415
+
+    assert ratio_text(11_712 / 23_592) == "0.49"  # 0.4964, missed 0.50
+    assert ratio_text(0.5) == "0.50"
+    assert ratio_text(0.29) == "0.29"  # 28.999... in binary: not cut to 0.28
+    assert ratio_text(0.7) == "0.70"
+    assert ratio_text(1.349) == "1.34"
