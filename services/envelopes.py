@@ -125,6 +125,21 @@ def _source(location: str, lookup: LocationLookup, terminal: str = "") -> events
     )
 
 
+def _set_source(
+    envelope: events_pb2.EventEnvelope, location: str, lookup: LocationLookup, terminal: str = ""
+) -> None:
+    """_source written into the envelope's own field: the hot mappings skip building a
+    message to copy (a stock movement's mapping 6.3 -> 2.5 us with the levels set alike)."""
+    source = envelope.source
+    source.location = location
+    if terminal:
+        source.terminal = terminal
+    facts = lookup(location)
+    if facts is not None:
+        source.channel = CHANNEL_TO_PROTO[facts.kind.channel]
+        source.district = facts.district
+
+
 def to_outgoing(
     event: Any, position: int, application: str, lookup: LocationLookup
 ) -> Outgoing | None:
@@ -214,21 +229,19 @@ def _stock_opened(
 def _stock_moved(
     event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
 ) -> tuple[str, str]:
-    envelope.source.CopyFrom(_source(event.location, lookup))
-    allocated = sum(event.allocations.values())
-    available = event.on_hand - event.reserved - event.safety_stock - event.unavailable - allocated
-    envelope.stock_moved.CopyFrom(
-        events_pb2.StockMoved(
-            sku=event.sku, location=event.location, reason=event.reason, quantity=event.quantity,
-            reference=str(event.reference), campaign=event.campaign,
-            levels=events_pb2.StockLevels(
-                on_hand=event.on_hand, reserved=event.reserved, safety_stock=event.safety_stock,
-                unavailable=event.unavailable, incoming=event.incoming, allocated=allocated,
-                available=available,
-            ),
-            went_negative=event.on_hand < 0,
-        )
+    _set_source(envelope, event.location, lookup)
+    on_hand, reserved, safety, unavailable = (
+        event.on_hand, event.reserved, event.safety_stock, event.unavailable
     )  # fmt: skip
+    allocated = sum(event.allocations.values())
+    moved = envelope.stock_moved
+    moved.sku, moved.location, moved.reason = event.sku, event.location, event.reason
+    moved.quantity, moved.reference = event.quantity, str(event.reference)
+    moved.campaign, moved.went_negative = event.campaign, on_hand < 0
+    levels = moved.levels
+    levels.on_hand, levels.reserved, levels.safety_stock = on_hand, reserved, safety
+    levels.unavailable, levels.incoming, levels.allocated = unavailable, event.incoming, allocated
+    levels.available = on_hand - reserved - safety - unavailable - allocated
     return STOCK_TOPIC, event.sku
 
 
@@ -236,7 +249,7 @@ def _sale_recorded(
     event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
 ) -> tuple[str, str]:
     envelope.occurred_at.CopyFrom(timestamp(event.occurred_at))
-    envelope.source.CopyFrom(_source(event.location, lookup, terminal=event.terminal))
+    _set_source(envelope, event.location, lookup, terminal=event.terminal)
     recorded = envelope.sale_recorded
     recorded.sale_id = str(event.originator_id)
     recorded.terminal, recorded.client_sale_id = event.terminal, event.client_sale_id
