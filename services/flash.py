@@ -222,16 +222,15 @@ class FlashDesk(Desk[_Purchase]):
             cached = None  # moved by another command here (a receipt), or maybe elsewhere
         if cached is None:
             self._position, self._read_at = app._head(), now
-        else:
-            items.items[self.sku] = cached
-        item = items.get(self.sku)
-        if cached is None:
+            item = items.get(self.sku)
             # The item as the store has it, so the orders as well: another process may have
             # confirmed some since the book last read them (a retry sent to another API
             # process), and the item read is no conflict to tell us. Read after the item,
             # the book holds every order its version has sold; one confirmed after that
             # makes our save conflict, which refreshes the book too.
             self.book.refresh()
+        else:
+            item = items.items[self.sku] = cached
         round_ = _Round(app, self.book, self._sku, item)
         try:
             outcomes = [round_.decide(purchase) for purchase in batch]
