@@ -148,8 +148,7 @@ def envelopes_of(app: RetailApp, relay: OutboxRelay) -> list[tuple[str, bytes, b
         if not page:
             return out
         for notification in page:
-            event = app.mapper.to_domain_event(notification)
-            outgoing = to_outgoing(event, notification.id, app.name, relay._location)
+            outgoing = to_outgoing(notification, app.mapper, app.name, relay._location)
             if outgoing is not None:
                 out.append(
                     (RAW_NS + outgoing.topic, outgoing.key, outgoing.envelope.SerializeToString())

@@ -3,6 +3,11 @@
 Stored events are not forwarded as they are: their JSON carries library type tags. Each event
 type is mapped explicitly, so the Kafka contract changes only on purpose. Events that only the
 write side needs (quotas, terminals, index notes) stay there: `to_outgoing` answers None.
+
+The relay maps every stored event once, so the three kinds that make up nearly all of them
+(stock movements, till sales, flash-sale batches) are mapped from their stored JSON as it is,
+without the domain objects the library's mapper would build first; every other kind is mapped
+from its domain event.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
+import orjson
+from eventsourcing.persistence import Mapper as EventMapper
+from eventsourcing.persistence import Notification
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from domain.catalog import (
@@ -23,6 +32,7 @@ from domain.catalog import (
     POPUP_OPENED,
     SKU_REGISTERED,
 )
+from domain.errors import CurrencyMismatchError
 from domain.finance import DAY_CLOSED, SETTLEMENT_IMPORTED
 from domain.ids import NAMESPACE
 from domain.online import (
@@ -62,6 +72,7 @@ PAYMENT_TO_PROTO = {
     PaymentMethod.WECHAT_PAY: common_pb2.PAYMENT_METHOD_WECHAT_PAY,
     PaymentMethod.BANK_CARD: common_pb2.PAYMENT_METHOD_BANK_CARD,
 }
+PAYMENT_VALUE_TO_PROTO = {method.value: proto for method, proto in PAYMENT_TO_PROTO.items()}
 
 
 @dataclass(frozen=True)
@@ -129,29 +140,81 @@ def _set_source(
 
 
 def to_outgoing(
-    event: Any, position: int, application: str, lookup: LocationLookup
+    stored: Notification, events: EventMapper[UUID], application: str, lookup: LocationLookup
 ) -> Outgoing | None:
-    """The Kafka record for one domain event (typed Any: the event classes are made by the
-    aggregates' decorators), or None for events that stay on the write side."""
-    topic: str = type(event).TOPIC
+    """The Kafka record for one stored event (`events` is the application's mapper, which
+    stored it), or None for events that stay on the write side."""
+    topic = stored.topic
+    from_state = _STATE_MAPPERS.get(topic)
+    if from_state is not None:
+        state = _stored_state(stored, events)
+        moment = datetime.fromisoformat(state["timestamp"]["_data_"])
+        envelope = _envelope(topic, str(stored.originator_id), stored.originator_version,
+                             moment, stored.id, application)  # fmt: skip
+        kafka_topic, key = from_state(state, envelope, lookup)
+        return Outgoing(kafka_topic, key.encode(), envelope)
     mapper = _MAPPERS.get(topic)
     if mapper is None:
         return None
-    stream = str(event.originator_id)
-    moment = timestamp(event.timestamp)
-    envelope = events_pb2.EventEnvelope(
-        event_id=event_id_text(stream, event.originator_version),
+    # Typed Any: the event classes are made by the aggregates' decorators.
+    event: Any = events.to_domain_event(stored)
+    envelope = _envelope(topic, str(event.originator_id), event.originator_version,
+                         event.timestamp, stored.id, application)  # fmt: skip
+    kafka_topic, key = mapper(event, envelope, lookup)
+    return Outgoing(kafka_topic, key.encode(), envelope)
+
+
+def _envelope(
+    topic: str, stream: str, version: int, recorded: datetime, position: int, application: str
+) -> events_pb2.EventEnvelope:
+    moment = timestamp(recorded)
+    return events_pb2.EventEnvelope(
+        event_id=event_id_text(stream, version),
         event_type=topic,
         schema_version=SCHEMA_VERSION,
         stream_id=stream,
-        stream_version=event.originator_version,
+        stream_version=version,
         occurred_at=moment,
         recorded_at=moment,
         position=position,
         application=application,
     )
-    kafka_topic, key = mapper(event, envelope, lookup)
-    return Outgoing(kafka_topic, key.encode(), envelope)
+
+
+class StoredFormError(ValueError):
+    """A stored event whose JSON the stored-form mapping does not know how to read."""
+
+
+def _stored_state(stored: Notification, events: EventMapper[UUID]) -> dict[str, Any]:
+    """The stored event's attributes as the transcoder wrote them (JSON, values of the
+    library's and the domain's transcodings still tagged), read with orjson: a till sale's
+    JSON in 9 us against 50 us for the mapper's domain event, a stock movement's in 2 against
+    11 (timeit, 2026-11-30)."""
+    data = stored.state
+    if events.cipher is not None:
+        data = events.cipher.decrypt(data)
+    if events.compressor is not None:
+        data = events.compressor.decompress(data)
+    state: dict[str, Any] = orjson.loads(data)
+    if "class_version" in state:  # written by a newer class: its upcasts work on objects
+        raise StoredFormError(
+            f"{stored.topic} at {stored.originator_id} v{stored.originator_version} is stored "
+            f"as class version {state['class_version']}; the stored-form mapping reads version 1"
+        )
+    return state
+
+
+def _money(tagged: dict[str, Any]) -> tuple[int, str]:
+    """A stored Money (services.transcodings.MoneyAsDict) as (minor units, currency)."""
+    data = tagged["_data_"]
+    return int(data["m"]), str(data["c"])
+
+
+def _text(value: Any) -> str:
+    """A stored str, or a UUID as the library's transcoding stores it, as text."""
+    if isinstance(value, dict) and value.get("_type_") == "uuid_hex":
+        return str(UUID(value["_data_"]))
+    return str(value)
 
 
 Mapper = Callable[[Any, events_pb2.EventEnvelope, LocationLookup], tuple[str, str]]
@@ -215,51 +278,69 @@ def _stock_opened(
 
 
 def _stock_moved(
-    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+    state: dict[str, Any], envelope: events_pb2.EventEnvelope, lookup: LocationLookup
 ) -> tuple[str, str]:
-    _set_source(envelope, event.location, lookup)
+    sku, location = state["sku"], state["location"]
+    _set_source(envelope, location, lookup)
     on_hand, reserved, safety, unavailable = (
-        event.on_hand, event.reserved, event.safety_stock, event.unavailable
+        state["on_hand"], state["reserved"], state["safety_stock"], state["unavailable"]
     )  # fmt: skip
-    allocated = sum(event.allocations.values())
+    allocated = sum(state["allocations"].values())
     moved = envelope.stock_moved
-    moved.sku, moved.location, moved.reason = event.sku, event.location, event.reason
-    moved.quantity, moved.reference = event.quantity, str(event.reference)
-    moved.campaign, moved.went_negative = event.campaign, on_hand < 0
+    moved.sku, moved.location, moved.reason = sku, location, state["reason"]
+    moved.quantity, moved.reference = state["quantity"], _text(state["reference"])
+    moved.campaign, moved.went_negative = state["campaign"], on_hand < 0
     levels = moved.levels
     levels.on_hand, levels.reserved, levels.safety_stock = on_hand, reserved, safety
-    levels.unavailable, levels.incoming, levels.allocated = unavailable, event.incoming, allocated
+    levels.unavailable, levels.allocated = unavailable, allocated
+    levels.incoming = state["incoming"]
     levels.available = on_hand - reserved - safety - unavailable - allocated
-    return STOCK_TOPIC, event.sku
+    return STOCK_TOPIC, sku
 
 
 def _sale_recorded(
-    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+    state: dict[str, Any], envelope: events_pb2.EventEnvelope, lookup: LocationLookup
 ) -> tuple[str, str]:
-    envelope.occurred_at.CopyFrom(timestamp(event.occurred_at))
-    _set_source(envelope, event.location, lookup, terminal=event.terminal)
+    """A PosSale's Recorded event: lines as services.transcodings.SaleLineAsDict stores them,
+    payments as PaymentAsDict does."""
+    occurred = datetime.fromisoformat(state["occurred_at"]["_data_"])
+    envelope.occurred_at.CopyFrom(timestamp(occurred))
+    terminal, location = state["terminal"], state["location"]
+    _set_source(envelope, location, lookup, terminal=terminal)
+    sale_id = envelope.stream_id
     recorded = envelope.sale_recorded
-    recorded.sale_id = str(event.originator_id)
-    recorded.terminal, recorded.client_sale_id = event.terminal, event.client_sale_id
-    recorded.location, recorded.staff = event.location, event.staff
-    recorded.shift_id, recorded.late = event.shift_id, event.late
-    recorded.after_shift_close = event.after_shift_close
-    recorded.negative_stock_skus.extend(event.negative_stock_skus)
-    total = None
-    for line in event.lines:
-        recorded.lines.add(
-            sku=line.sku, quantity=line.quantity, unit_price=money(line.unit_price),
-            discount=money(line.discount), tax_rate_bp=line.tax_rate_bp,
-        )  # fmt: skip
-        total = line.total if total is None else total.plus(line.total)
-    for payment in event.payments:
-        recorded.payments.add(
-            method=PAYMENT_TO_PROTO[payment.method], amount=money(payment.amount),
-            reference=payment.reference,
-        )  # fmt: skip
-    if total is not None:
-        recorded.total.CopyFrom(money(total))
-    return SALES_TOPIC, str(event.originator_id)
+    recorded.sale_id = sale_id
+    recorded.terminal, recorded.client_sale_id = terminal, state["client_sale_id"]
+    recorded.location, recorded.staff = location, state["staff"]
+    recorded.shift_id, recorded.late = state["shift_id"], state["late"]
+    recorded.after_shift_close = state["after_shift_close"]
+    recorded.negative_stock_skus.extend(state["negative_stock_skus"])
+    total, currency = 0, ""
+    add_line = recorded.lines.add
+    for tagged in state["lines"]:
+        line = tagged["_data_"]
+        quantity = int(line["q"])
+        price, price_currency = _money(line["p"])
+        discount, discount_currency = _money(line["d"])
+        added = add_line(sku=line["sku"], quantity=quantity, tax_rate_bp=int(line.get("t", 0)))
+        added.unit_price.minor_units, added.unit_price.currency = price, price_currency
+        added.discount.minor_units, added.discount.currency = discount, discount_currency
+        # The total as SaleLine.total and Money.plus make it: one currency throughout.
+        for line_currency in (price_currency, discount_currency):
+            if currency and line_currency != currency:
+                raise CurrencyMismatchError("amount", currency, line_currency)
+            currency = line_currency
+        total += price * quantity - discount
+    add_payment = recorded.payments.add
+    for tagged in state["payments"]:
+        payment = tagged["_data_"]
+        amount, amount_currency = _money(payment["a"])
+        paid = add_payment(method=PAYMENT_VALUE_TO_PROTO[payment["m"]],
+                           reference=payment.get("r", ""))  # fmt: skip
+        paid.amount.minor_units, paid.amount.currency = amount, amount_currency
+    if currency:
+        recorded.total.minor_units, recorded.total.currency = total, currency
+    return SALES_TOPIC, sale_id
 
 
 def _sale_returned(
@@ -408,24 +489,25 @@ def _flash_bought(
 
 
 def _flash_batch(
-    event: Any, envelope: events_pb2.EventEnvelope, lookup: LocationLookup
+    state: dict[str, Any], envelope: events_pb2.EventEnvelope, lookup: LocationLookup
 ) -> tuple[str, str]:
-    _set_source(envelope, event.location, lookup)
+    sku, location = state["sku"], state["location"]
+    _set_source(envelope, location, lookup)
     batch = envelope.flash_batch_confirmed
-    batch.batch_id, batch.sku, batch.location = str(event.originator_id), event.sku, event.location
-    batch.unit_price.CopyFrom(money(event.unit_price))
-    batch.tax_rate_bp = event.tax_rate_bp
+    batch.batch_id, batch.sku, batch.location = envelope.stream_id, sku, location
+    batch.unit_price.minor_units, batch.unit_price.currency = _money(state["unit_price"])
+    batch.tax_rate_bp = state["tax_rate_bp"]
     # Added in place, the empty fields (a guest, no campaign: most orders) left unset: the
     # same bytes, in half the time of building the lines and extending the list with them
     # (24 against 52 us for 30 orders; a batch's orders were most of the relay's mapping).
     add = batch.orders.add
-    for order_id, member, quantity, campaign in event.orders:
+    for order_id, member, quantity, campaign in state["orders"]:
         order = add(order_id=order_id, quantity=quantity)
         if member:
             order.member = member
         if campaign:
             order.campaign = campaign
-    return ORDERS_TOPIC, f"flash/{event.sku}@{event.location}"
+    return ORDERS_TOPIC, f"flash/{sku}@{location}"
 
 
 def _sku_stocked(
@@ -482,14 +564,20 @@ _MAPPERS: dict[str, Mapper] = {
     CAMPAIGN_STARTED: _campaign_started,
     CAMPAIGN_ENDED: _campaign_ended,
     FLASH_BOUGHT: _flash_bought,
-    FLASH_BATCH: _flash_batch,
     SKU_REGISTERED: _sku_registered,
     LOCATION_REGISTERED: _location_registered,
     POPUP_OPENED: _popup_status("open"),
     POPUP_CLOSING: _popup_status("closing"),
     POPUP_CLOSED: _popup_status("closed"),
     STOCK_OPENED: _stock_opened,
+    SALE_RETURNED: _sale_returned,
+}
+
+StateMapper = Callable[[dict[str, Any], events_pb2.EventEnvelope, LocationLookup], tuple[str, str]]
+
+# Mapped from the stored JSON (see the module's docstring).
+_STATE_MAPPERS: dict[str, StateMapper] = {
     STOCK_MOVED: _stock_moved,
     SALE_RECORDED: _sale_recorded,
-    SALE_RETURNED: _sale_returned,
+    FLASH_BATCH: _flash_batch,
 }

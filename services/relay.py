@@ -105,11 +105,11 @@ class OutboxRelay:
 
     def _records(self, notifications: Sequence[Notification]) -> list[tuple[str, bytes, bytes]]:
         """(topic, key, serialised envelope) of each notification that goes to Kafka."""
-        to_event = self.app.mapper.to_domain_event
-        name, namespace, lookup = self.app.name, self.topic_namespace, self._location
+        events, name = self.app.mapper, self.app.name
+        namespace, lookup = self.topic_namespace, self._location
         records = []
         for notification in notifications:
-            outgoing = to_outgoing(to_event(notification), notification.id, name, lookup)
+            outgoing = to_outgoing(notification, events, name, lookup)
             if outgoing is not None:
                 records.append(
                     (namespace + outgoing.topic, outgoing.key,

@@ -80,7 +80,7 @@ def test_the_projector_upserts_views_and_offsets_on_postgres(
 
     records = []
     for n in app.recorder.select_notifications(start=1, limit=100):
-        outgoing = to_outgoing(app.mapper.to_domain_event(n), n.id, app.name, lookup)
+        outgoing = to_outgoing(n, app.mapper, app.name, lookup)
         if outgoing is not None:
             value = outgoing.envelope.SerializeToString()
             records.append(HandedRecord(outgoing.topic, 0, n.id, value))

@@ -14,9 +14,7 @@ def published(app: RetailApp) -> list[Outgoing]:
 
     out = []
     for notification in app.recorder.select_notifications(start=1, limit=100):
-        outgoing = to_outgoing(
-            app.mapper.to_domain_event(notification), notification.id, "Retail", lookup
-        )
+        outgoing = to_outgoing(notification, app.mapper, "Retail", lookup)
         if outgoing is not None:
             out.append(outgoing)
     return out
@@ -152,75 +150,6 @@ def test_a_flash_batch_is_one_envelope_and_one_online_fact_per_purchase(app: Ret
         "F-1", 2, 2 * 12800,
     )  # fmt: skip
     assert fact.values["channel"] == "online"
-
-
-def test_a_flash_batchs_orders_keep_their_members_and_campaigns() -> None:
-    from types import SimpleNamespace  # noqa: PLC0415
-    from uuid import uuid4  # noqa: PLC0415
-
-    from domain.values import Money  # noqa: PLC0415
-    from services.envelopes import _flash_batch  # noqa: PLC0415
-
-    orders: list[tuple[str, str, int, str]] = [
-        ("F-1", "", 1, ""), ("F-2", "M-7", 2, ""), ("F-3", "", 1, "LIVE-1"),
-        ("F-4", "M-8", 3, "LIVE-1"),
-    ]  # fmt: skip
-    event = SimpleNamespace(
-        originator_id=uuid4(), sku="TINA-30", location="ONLINE", unit_price=Money(100, "CNY"),
-        tax_rate_bp=1300, orders=orders,
-    )  # fmt: skip
-    envelope = events_pb2.EventEnvelope()
-    _flash_batch(event, envelope, lambda code: None)
-    listed = [
-        (o.order_id, o.member, o.quantity, o.campaign)
-        for o in envelope.flash_batch_confirmed.orders
-    ]
-    assert listed == orders
-    expected = events_pb2.EventEnvelope()
-    expected.CopyFrom(envelope)
-    del expected.flash_batch_confirmed.orders[:]
-    expected.flash_batch_confirmed.orders.extend(
-        [events_pb2.FlashOrderLine(order_id=o, member=m, quantity=q, campaign=c)
-         for o, m, q, c in orders]
-    )  # fmt: skip
-    assert envelope.SerializeToString() == expected.SerializeToString()
-
-
-def test_a_stock_movement_is_mapped_field_by_field() -> None:
-    """Every field of StockMoved and its levels, and the source, from the event; the levels
-    are present even when all zero (a reader tells an emptied item from a missing one)."""
-    from types import SimpleNamespace  # noqa: PLC0415
-
-    from services.envelopes import _stock_moved  # noqa: PLC0415
-
-    facts = LocationFacts(LocationKind.PARTNER_STORE, "Dongcheng")
-    for on_hand, reserved, allocations in ((-2, 1, {"LIVE-1": 3}), (0, 0, {})):
-        event = SimpleNamespace(
-            location="STORE-1", sku="TINA-30", reason="sold", quantity=2, reference="R-1",
-            campaign="LIVE-1" if allocations else "", on_hand=on_hand, reserved=reserved,
-            safety_stock=1 if allocations else 0, unavailable=4 if allocations else 0,
-            incoming=5 if allocations else 0, allocations=allocations,
-        )  # fmt: skip
-        envelope = events_pb2.EventEnvelope()
-        assert _stock_moved(event, envelope, lambda code: facts) == (STOCK_TOPIC, "TINA-30")
-        allocated = sum(allocations.values())
-        expected = events_pb2.EventEnvelope(
-            source=events_pb2.Source(
-                channel=common_pb2.CHANNEL_STORE, location="STORE-1", district="Dongcheng"
-            ),
-            stock_moved=events_pb2.StockMoved(
-                sku="TINA-30", location="STORE-1", reason="sold", quantity=2, reference="R-1",
-                campaign=event.campaign, went_negative=on_hand < 0,
-                levels=events_pb2.StockLevels(
-                    on_hand=on_hand, reserved=reserved, safety_stock=event.safety_stock,
-                    unavailable=event.unavailable, incoming=event.incoming, allocated=allocated,
-                    available=on_hand - reserved - event.safety_stock - event.unavailable
-                    - allocated,
-                ),
-            ),
-        )  # fmt: skip
-        assert envelope.SerializeToString() == expected.SerializeToString()
-        assert envelope.stock_moved.HasField("levels")
 
 
 def test_fast_event_ids_and_times_equal_the_library_ones() -> None:
