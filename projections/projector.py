@@ -3,9 +3,18 @@
 Exactly-once in effect: each polled batch's rows, the streams' applied versions and the next
 Kafka offsets commit in one SQL transaction; on (re)assignment the consumer seeks to the stored
 offsets; an event whose stream version was already applied is dropped; a gap in a stream's
-versions is recorded in `stream_gap`. A record that cannot be decoded or applied goes to the
-dead-letter topic with the reason in a header (acknowledged before the batch commits), and the
-projector keeps going.
+versions is recorded in `stream_gap`.
+
+A member of the group presumed dead (its partitions given to another) may still hold a batch
+it read before: committed late, it would set the views back (older stock levels, lower applied
+versions). So a batch reads its partitions' stored offsets first and drops any record below
+them (applied already), and before it writes it takes the partitions until it commits (SQLite:
+the database's write lock, BEGIN IMMEDIATE; PostgreSQL: their offset rows, SELECT ... FOR
+UPDATE) and checks that their offsets have not moved; if one has, nothing is written
+(StaleBatchError) and the projector reads again from the stored offsets.
+
+A record that cannot be decoded or applied goes to the dead-letter topic with the reason in a
+header (acknowledged before the batch commits), and the projector keeps going.
 
 Each partition's row also keeps the highest write-side position seen there. The relay marks
 every partition after each batch, so the lowest of those positions is a position up to which
@@ -23,7 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 from google.protobuf.message import DecodeError
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Select, Table, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from projections import metrics
@@ -35,6 +44,12 @@ from protos.retail.v1 import events_pb2
 log = logging.getLogger(__name__)
 
 TABLES: dict[str, Table] = dict(Base.metadata.tables)
+
+
+class StaleBatchError(RuntimeError):
+    """Another member of the group committed a batch's partitions while it was being read
+    (this member was presumed dead and its partitions given to another): nothing of it is
+    written, and the projector reads again from the stored offsets."""
 
 
 class DeadLetters(Protocol):
@@ -188,6 +203,9 @@ class Projector:
         self.stats = ProjectorStats()
         self.writer = BulkWriter(engine.dialect)
         self.checkpointer = WalCheckpointer.for_engine(engine)
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._registered: set[tuple[str, int]] = set()  # partitions with an offset row
         self.fetch_wait = fetch_wait if fetch_wait is not None else FetchWait(consumer)
 
     def subscribe(self, topics: Sequence[str], timeout: float = 30.0) -> None:
@@ -206,15 +224,19 @@ class Projector:
 
     def _register_partitions(self, partitions: list[tuple[str, int]]) -> None:
         """A row per partition from the start, so no partition is missed in the watermark."""
+        with self.engine.begin() as conn:
+            self._add_offset_rows(conn, partitions)
+        self._registered.update(partitions)
+
+    def _add_offset_rows(self, conn: Connection, partitions: Iterable[tuple[str, int]]) -> None:
+        """Each partition's offset row, at offset 0, unless it has one."""
         table = TABLES[ConsumerOffset.__tablename__]
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         rows = [
             {"consumer_group": self.group, "topic": t, "partition": p, "next_offset": 0,
              "position": 0, "end_offset": 0}
             for t, p in partitions
         ]  # fmt: skip
-        with self.engine.begin() as conn:
-            conn.execute(insert(table).on_conflict_do_nothing(), rows)
+        conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
 
     def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         wanted = {(tp.topic, tp.partition) for tp in partitions}
@@ -239,38 +261,37 @@ class Projector:
         return len(records)
 
     def apply(self, records: Sequence[Record]) -> None:
-        """Applies records, their dead letters and their offsets in one transaction."""
+        """Applies records, their dead letters and their offsets in one transaction; a batch
+        that fails counts nothing in `stats`."""
         before = replace(self.stats)
+        try:
+            self._apply(records, before)
+        except BaseException:
+            vars(self.stats).update(vars(before))
+            raise
+
+    def _apply(self, records: Sequence[Record], before: ProjectorStats) -> None:
         batch = _Batch()
-        decoded: list[tuple[Record, events_pb2.EventEnvelope]] = []
-        offsets, positions, parse = (
-            batch.offsets,
-            batch.positions,
-            events_pb2.EventEnvelope.FromString,
-        )
+        parse = events_pb2.EventEnvelope.FromString
+        parsed: list[tuple[Record, events_pb2.EventEnvelope | None, str]] = []
         for record in records:
-            where = (record.topic, record.partition)
-            offsets[where] = record.offset + 1
             try:
-                envelope = parse(record.value)
+                parsed.append((record, parse(record.value), ""))
             except DecodeError as error:
-                batch.poison.append((record, f"undecodable: {error}"))
-                continue
-            if envelope.position > positions.get(where, 0):
-                positions[where] = envelope.position
-            if envelope.HasField("position_marker"):
-                self.stats.markers += 1
-                continue
-            decoded.append((record, envelope))
+                parsed.append((record, None, f"undecodable: {error}"))
+        partitions = {(r.topic, r.partition) for r in records}
         with self.engine.begin() as conn:
             if self.checkpointer is not None:
                 self.checkpointer.take_over(conn)
+            stored = self._stored_offsets(conn, partitions)
+            decoded = self._sort(batch, parsed, stored)
             batch.versions = self._applied_versions(conn, {e.stream_id for _, e in decoded})
             applied = dict(batch.versions)
             for record, envelope in decoded:
                 self._apply_one(batch, record, envelope)
             for record, envelope in batch.latest.values():  # after an item's opening
                 self._build_latest(batch, record, envelope)
+            self._claim(conn, partitions, stored)
             write = self.writer
             for name, rows in batch.rows.items():
                 write.upsert(conn, TABLES[name], rows.values())
@@ -283,7 +304,75 @@ class Projector:
             # Dead letters are durable in Kafka before the offsets that skip them commit.
             for record, reason in batch.poison:
                 self._dead_letter(record, reason)
+        self._registered.update(partitions)
         self._committed(batch, before)
+
+    def _offsets_query(self, partitions: set[tuple[str, int]]) -> Select[tuple[str, int, int]]:
+        table = TABLES[ConsumerOffset.__tablename__]
+        return select(table.c.topic, table.c.partition, table.c.next_offset).where(
+            table.c.consumer_group == self.group,
+            tuple_(table.c.topic, table.c.partition).in_(sorted(partitions)),
+        )
+
+    def _stored_offsets(
+        self, conn: Connection, partitions: set[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """The partitions' stored next offsets (none for a rebuild's fresh projector)."""
+        if self._versions is not None or not partitions:
+            return {}
+        rows = conn.execute(self._offsets_query(partitions))
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def _claim(
+        self, conn: Connection, partitions: set[tuple[str, int]], read: dict[tuple[str, int], int]
+    ) -> None:
+        """Takes the batch's partitions until the transaction ends (see the module's
+        docstring) and checks that their offsets are still those the batch was read with."""
+        if self._versions is not None or not partitions:
+            return  # a rebuild: the only reader of its partitions, into fresh tables
+        if self._sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # nothing written yet: no transaction
+        unknown = partitions - self._registered
+        if unknown:  # rows to lock: a partition's row is made once and never deleted
+            self._add_offset_rows(conn, sorted(unknown))
+        query = self._offsets_query(partitions)
+        if not self._sqlite:
+            query = query.with_for_update()
+        for topic, partition, offset in conn.execute(query):
+            if offset != read.get((topic, partition), 0):
+                raise StaleBatchError(
+                    f"{topic}[{partition}] was committed up to offset {offset} by another "
+                    f"member of consumer group {self.group!r} while this batch was read at "
+                    f"{read.get((topic, partition), 0)}: it is read again from there"
+                )
+
+    def _sort(
+        self,
+        batch: _Batch,
+        parsed: list[tuple[Record, events_pb2.EventEnvelope | None, str]],
+        stored: dict[tuple[str, int], int],
+    ) -> list[tuple[Record, events_pb2.EventEnvelope]]:
+        """The batch's offsets, positions and poison, and the envelopes left to apply:
+        records below their partition's stored offset are dropped as already applied."""
+        offsets, positions = batch.offsets, batch.positions
+        decoded: list[tuple[Record, events_pb2.EventEnvelope]] = []
+        for record, envelope, problem in parsed:
+            where = (record.topic, record.partition)
+            if record.offset < stored.get(where, 0):
+                self.stats.duplicates += 1
+                continue
+            if record.offset >= offsets.get(where, 0):
+                offsets[where] = record.offset + 1
+            if envelope is None:
+                batch.poison.append((record, problem))
+                continue
+            if envelope.position > positions.get(where, 0):
+                positions[where] = envelope.position
+            if envelope.HasField("position_marker"):
+                self.stats.markers += 1
+                continue
+            decoded.append((record, envelope))
+        return decoded
 
     def _committed(self, batch: _Batch, before: ProjectorStats) -> None:
         if self._versions is not None:  # the batch's versions are applied now
@@ -423,6 +512,9 @@ class Projector:
             try:
                 self.poll_once()
                 backoff = 0.1
+            except StaleBatchError as stale:
+                log.warning("projector batch not written: %s", stale)
+                self._rewind_to_stored()
             except Exception:
                 log.exception("projector batch failed; the batch will be polled again")
                 self._rewind_to_stored()

@@ -20,6 +20,7 @@ from services.config import Settings
 from services.envelopes import LocationFacts, to_outgoing
 from services.relay import OutboxRelay
 from services.tills import TillDesk
+from tests.unit.test_projector_claims import late_batch_sets_nothing_back
 
 pytestmark = pytest.mark.postgres
 
@@ -167,3 +168,11 @@ def test_the_till_desk_on_postgres(app: RetailApp) -> None:
         assert item is not None and item.on_hand == 100 - 21 + 10 - 2
     finally:
         desk.stop()
+
+
+def test_a_late_batch_of_a_member_presumed_dead_sets_no_view_back_on_postgres(
+    engine: Engine,
+) -> None:
+    """The partitions' offset rows are locked (SELECT ... FOR UPDATE) instead of SQLite's
+    database lock; the same interleaving as the unit test."""
+    late_batch_sets_nothing_back(engine)

@@ -66,8 +66,11 @@ def test_batches_and_redeliveries_end_in_the_last_levels_of_each_item(
     """Also for a rebuild's projector (`fresh`), which keeps the applied versions in memory
     and stores them once at the end."""
     records = _events(moves)
-    # Some records delivered a second time, later, as after a relay's crash before it recorded.
-    delivered = records + [records[i % len(records)] for i in again]
+    # Some records delivered a second time, later, as after a relay's crash before it recorded:
+    # sent again, so at offsets of their own after the others.
+    delivered = records + [
+        records[i % len(records)]._replace(offset=len(records) + k) for k, i in enumerate(again)
+    ]
     engine = make_engine("sqlite://")
     projector = Projector(engine, consumer=None, group="g", fresh=fresh)
     start = 0
