@@ -284,7 +284,7 @@ class Projector:
             if self.checkpointer is not None:
                 self.checkpointer.take_over(conn)
             stored = self._stored_offsets(conn, partitions)
-            decoded = self._sort(batch, parsed, stored)
+            decoded = self._sort(batch, parsed, self._floors(stored))
             batch.versions = self._applied_versions(conn, {e.stream_id for _, e in decoded})
             applied = dict(batch.versions)
             for record, envelope in decoded:
@@ -333,12 +333,14 @@ class Projector:
         if self._sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # nothing written yet: no transaction
         unknown = partitions - self._registered
-        if unknown:  # rows to lock: a partition's row is made once and never deleted
+        if unknown:  # rows to lock (one per partition, made once)
             self._add_offset_rows(conn, sorted(unknown))
-        query = self._offsets_query(partitions)
-        if not self._sqlite:
-            query = query.with_for_update()
-        for topic, partition, offset in conn.execute(query):
+        claimed = self._locked_offsets(conn, partitions)
+        missing = partitions - claimed.keys()
+        if missing:  # deleted since this process made them (an operator's replay)
+            self._add_offset_rows(conn, sorted(missing))
+            claimed.update(self._locked_offsets(conn, missing))
+        for (topic, partition), offset in claimed.items():
             if offset != read.get((topic, partition), 0):
                 raise StaleBatchError(
                     f"{topic}[{partition}] was committed up to offset {offset} by another "
@@ -346,19 +348,48 @@ class Projector:
                     f"{read.get((topic, partition), 0)}: it is read again from there"
                 )
 
+    def _locked_offsets(
+        self, conn: Connection, partitions: set[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        query = self._offsets_query(partitions)
+        if not self._sqlite:
+            query = query.with_for_update()
+        return {(topic, partition): offset for topic, partition, offset in conn.execute(query)}
+
+    def _floors(self, stored: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """The offset below which a partition's records were applied already: the stored
+        one, unless the partition's log now ends below it (the topic was made again, or a
+        leader without the last records took over): then its records are new, and only
+        their stream versions tell which events were applied."""
+        if self.consumer is None:
+            return stored
+        floors = dict(stored)
+        for (topic, partition), offset in stored.items():
+            end = self.consumer.highwater(TopicPartition(topic, partition))
+            if end is not None and end < offset:
+                log.warning(
+                    "%s[%d] ends at offset %d, below the %d consumer group %r applied up to: "
+                    "the log was made again or cut short; its records are applied from where "
+                    "the consumer is, events applied before are dropped by stream version",
+                    topic, partition, end, offset, self.group,
+                )  # fmt: skip
+                floors[(topic, partition)] = 0
+        return floors
+
     def _sort(
         self,
         batch: _Batch,
         parsed: list[tuple[Record, events_pb2.EventEnvelope | None, str]],
-        stored: dict[tuple[str, int], int],
+        floors: dict[tuple[str, int], int],
     ) -> list[tuple[Record, events_pb2.EventEnvelope]]:
         """The batch's offsets, positions and poison, and the envelopes left to apply:
-        records below their partition's stored offset are dropped as already applied."""
+        records below their partition's floor (`_floors`) are dropped as already applied
+        (applied again, they would set the partition's stored offset back)."""
         offsets, positions = batch.offsets, batch.positions
         decoded: list[tuple[Record, events_pb2.EventEnvelope]] = []
         for record, envelope, problem in parsed:
             where = (record.topic, record.partition)
-            if record.offset < stored.get(where, 0):
+            if record.offset < floors.get(where, 0):
                 self.stats.duplicates += 1
                 continue
             if record.offset >= offsets.get(where, 0):

@@ -20,7 +20,10 @@ from services.config import Settings
 from services.envelopes import LocationFacts, to_outgoing
 from services.relay import OutboxRelay
 from services.tills import TillDesk
-from tests.unit.test_projector_claims import late_batch_sets_nothing_back
+from tests.unit.test_projector_claims import (
+    claim_holds_off_the_other_member,
+    late_batch_sets_nothing_back,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -176,3 +179,9 @@ def test_a_late_batch_of_a_member_presumed_dead_sets_no_view_back_on_postgres(
     """The partitions' offset rows are locked (SELECT ... FOR UPDATE) instead of SQLite's
     database lock; the same interleaving as the unit test."""
     late_batch_sets_nothing_back(engine)
+
+
+def test_a_claimed_partition_holds_off_the_other_members_commit_on_postgres(
+    engine: Engine,
+) -> None:
+    claim_holds_off_the_other_member(engine)
