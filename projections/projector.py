@@ -205,7 +205,6 @@ class Projector:
         self.checkpointer = WalCheckpointer.for_engine(engine)
         self._sqlite = engine.dialect.name == "sqlite"
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._registered: set[tuple[str, int]] = set()  # partitions with an offset row
         offsets = TABLES[ConsumerOffset.__tablename__]
         self._group_query = select(
             offsets.c.topic, offsets.c.partition, offsets.c.next_offset
@@ -230,7 +229,6 @@ class Projector:
         """A row per partition from the start, so no partition is missed in the watermark."""
         with self.engine.begin() as conn:
             self._add_offset_rows(conn, partitions)
-        self._registered.update(partitions)
 
     def _add_offset_rows(self, conn: Connection, partitions: Iterable[tuple[str, int]]) -> None:
         """Each partition's offset row, at offset 0, unless it has one."""
@@ -313,7 +311,6 @@ class Projector:
             # Dead letters are durable in Kafka before the offsets that skip them commit.
             for record, reason in batch.poison:
                 self._dead_letter(record, reason)
-        self._registered.update(partitions)
         self._committed(batch, before)
 
     def _stored_offsets(
@@ -333,12 +330,9 @@ class Projector:
             return  # a rebuild: the only reader of its partitions, into fresh tables
         if self._sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # nothing written yet: no transaction
-        unknown = partitions - self._registered
-        if unknown:  # rows to lock (one per partition, made once)
-            self._add_offset_rows(conn, sorted(unknown))
         claimed = self._locked_offsets(conn, partitions)
         missing = partitions - claimed.keys()
-        if missing:  # deleted since this process made them (an operator's replay)
+        if missing:  # rows to lock: a partition's first batch, or deleted (an operator's replay)
             self._add_offset_rows(conn, sorted(missing))
             claimed.update(self._locked_offsets(conn, missing))
         for (topic, partition), offset in claimed.items():
