@@ -146,21 +146,19 @@ def to_outgoing(
     stored it), or None for events that stay on the write side."""
     topic = stored.topic
     from_state = _STATE_MAPPERS.get(topic)
-    if from_state is not None:
-        state = _stored_state(stored, events)
-        moment = datetime.fromisoformat(state["timestamp"]["_data_"])
-        envelope = _envelope(topic, str(stored.originator_id), stored.originator_version,
-                             moment, stored.id, application)  # fmt: skip
-        kafka_topic, key = from_state(state, envelope, lookup)
-        return Outgoing(kafka_topic, key.encode(), envelope)
-    mapper = _MAPPERS.get(topic)
+    mapper: Mapper | None = from_state or _MAPPERS.get(topic)
     if mapper is None:
         return None
-    # Typed Any: the event classes are made by the aggregates' decorators.
-    event: Any = events.to_domain_event(stored)
-    envelope = _envelope(topic, str(event.originator_id), event.originator_version,
-                         event.timestamp, stored.id, application)  # fmt: skip
-    kafka_topic, key = mapper(event, envelope, lookup)
+    source: Any  # the stored state, or the domain event (made by the aggregates' decorators)
+    if from_state is not None:
+        source = _stored_state(stored, events)
+        recorded = datetime.fromisoformat(source["timestamp"]["_data_"])
+    else:
+        source = events.to_domain_event(stored)
+        recorded = source.timestamp
+    envelope = _envelope(topic, str(stored.originator_id), stored.originator_version, recorded,
+                         stored.id, application)  # fmt: skip
+    kafka_topic, key = mapper(source, envelope, lookup)
     return Outgoing(kafka_topic, key.encode(), envelope)
 
 
