@@ -4,7 +4,7 @@ another member) must not set the views back when it commits late."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,14 @@ def state(engine: Engine) -> tuple[int, int, int]:
             ).scalar_one(),
             conn.execute(select(ConsumerOffset.next_offset)).scalar_one(),
         )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """Views in a SQLite file (the checkpointing thread with it, as in production)."""
+    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
+    yield engine
+    engine.dispose()
 
 
 class _Late(Projector):
@@ -128,26 +136,17 @@ def claim_holds_off_the_other_member(engine: Engine) -> None:
         presumed_dead.close()
 
 
-def test_a_late_batch_of_a_member_presumed_dead_sets_no_view_back(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
-    try:
-        late_batch_sets_nothing_back(engine)
-    finally:
-        engine.dispose()
+def test_a_late_batch_of_a_member_presumed_dead_sets_no_view_back(engine: Engine) -> None:
+    late_batch_sets_nothing_back(engine)
 
 
-def test_a_claimed_partition_holds_off_the_other_members_commit(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
-    try:
-        claim_holds_off_the_other_member(engine)
-    finally:
-        engine.dispose()
+def test_a_claimed_partition_holds_off_the_other_members_commit(engine: Engine) -> None:
+    claim_holds_off_the_other_member(engine)
 
 
-def test_records_below_the_stored_offset_leave_it_where_it_is(tmp_path: Path) -> None:
+def test_records_below_the_stored_offset_leave_it_where_it_is(engine: Engine) -> None:
     """A member that polled records before another committed past them: they are dropped,
     and the stored offset does not go back to theirs."""
-    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
     first, late = Projector(engine, None, "g"), Projector(engine, None, "g")
     try:
         records = movements(5)
@@ -158,7 +157,6 @@ def test_records_below_the_stored_offset_leave_it_where_it_is(tmp_path: Path) ->
     finally:
         first.close()
         late.close()
-        engine.dispose()
 
 
 class _Consumer:
@@ -174,10 +172,9 @@ class _Consumer:
         pass
 
 
-def test_a_partition_whose_log_starts_over_is_applied_again(tmp_path: Path) -> None:
+def test_a_partition_whose_log_starts_over_is_applied_again(engine: Engine) -> None:
     """The topic made again (a local broker's data wiped, the views kept): its new records
     are below the stored offset but new; the log's end says so, and they are applied."""
-    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
     before = Projector(engine, None, "g")
     after = Projector(engine, _Consumer(end=2), "g")
     try:
@@ -195,13 +192,11 @@ def test_a_partition_whose_log_starts_over_is_applied_again(tmp_path: Path) -> N
     finally:
         before.close()
         after.close()
-        engine.dispose()
 
 
-def test_an_offset_row_deleted_meanwhile_is_made_again_and_claimed(tmp_path: Path) -> None:
+def test_an_offset_row_deleted_meanwhile_is_made_again_and_claimed(engine: Engine) -> None:
     """An operator deleted the group's rows (to replay) while the projector ran: its next
     batch makes the partition's row again and stores its offset there."""
-    engine = make_engine(f"sqlite:///{tmp_path}/views.sqlite")
     projector = Projector(engine, None, "g")
     try:
         records = movements(5)
@@ -212,4 +207,3 @@ def test_an_offset_row_deleted_meanwhile_is_made_again_and_claimed(tmp_path: Pat
         assert state(engine) == (60, 6, 6)
     finally:
         projector.close()
-        engine.dispose()
