@@ -506,7 +506,7 @@ class Bench:
         if self.sizes.split:
             self.phase("flash sale, every role in one process", self.split_phase)
         self.phase("transport ceiling", self.ceiling_phase)
-        self.phase("group-commit peer (one writer thread, plain SQLite)", self.group_phase)
+        self.phase("group-commit peer (a desk thread, plain SQLite)", self.group_phase)
         self.phase("pipeline stages", self.pipeline_phase)
         self.phase("raw eventsourcing saves", self.saves_phase)
 

@@ -67,9 +67,9 @@ def flash_rows(results: Results, errors: dict[str, str], sizes: Sizes) -> list[R
     if group:
         base = group["confirmed_per_second"]
         baseline = (
-            f"group-commit peer {_n(base)} confirmed/s (no event sourcing: one writer thread, "
-            f"one plain SQLite commit per batch; {_ratio(base, ceiling['rate'] if ceiling else 0)}"
-            " of the ceiling)"
+            f"group-commit peer {_n(base)} confirmed/s (grpc.aio and a desk thread, one plain "
+            "SQLite commit per batch, no event sourcing; "
+            f"{_ratio(base, ceiling['rate'] if ceiling else 0)} of the ceiling)"
         )
         rows.append(Row(name, figure, baseline, _ratio(rate, base), "-", "-"))
     split = results.get("flash_split")

@@ -13,8 +13,8 @@
   machinery (services.desks: a queue, a thread deciding batches, the answers handed back to
   the loop), deciding nothing and saving nothing: what answering after a commit made by a
   writer thread costs before any commit is made.
-- `group`: the group-commit peer. FlashBuy handed to one writer thread that commits each
-  batch's order ids in one SQLite transaction before answering (GroupCommitOrders).
+- `group`: the group-commit peer. `handoff_aio` whose desk thread decides FlashBuy against a
+  counter and commits each batch's order ids in one SQLite transaction before answering.
 
 Spec (JSON, the one argument): {"mode", "port", "workers", "units", "db", "stock_response_hex",
 "naive_connections": "shared" | "per_thread"}. Prints "ready" once serving; stops on SIGINT
@@ -28,7 +28,6 @@ import contextlib
 import itertools
 import json
 import os
-import queue
 import signal
 import sqlite3
 import sys
@@ -137,64 +136,6 @@ class NaiveOrders:
         )
 
 
-class GroupCommitOrders:
-    """The least a durable answer needs in a thread-per-call server: each call hands its
-    purchase to one writer thread and waits; the writer decides what has queued up against a
-    counter and commits the batch's order ids in one SQLite transaction (WAL, default
-    synchronous) before it answers. No event sourcing, no domain: what remains is the cost of
-    waiting for a shared commit."""
-
-    def __init__(self, db: str, units: int) -> None:
-        self.left = units
-        self.position = 0
-        self._inbox: queue.SimpleQueue[tuple[str, threading.Lock, list[int]]] = queue.SimpleQueue()
-        self._conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS sold (batch INTEGER, orders TEXT)")
-        threading.Thread(target=self._write, daemon=True).start()
-
-    def _write(self) -> None:
-        while True:
-            batch = [self._inbox.get()]
-            while True:
-                try:
-                    batch.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            sold = []
-            for order_id, _, answer in batch:
-                if self.left > 0:
-                    self.left -= 1
-                    sold.append(order_id)
-                    answer.append(self.left)
-            if sold:
-                self.position += 1
-                self._conn.execute("BEGIN")
-                self._conn.execute(
-                    "INSERT INTO sold VALUES (?, ?)", (self.position, json.dumps(sold))
-                )
-                self._conn.execute("COMMIT")
-            for _, done, _ in batch:
-                done.release()
-
-    def FlashBuy(
-        self, request: order_pb2.FlashBuyRequest, context: grpc.ServicerContext
-    ) -> order_pb2.FlashBuyResponse:
-        done, answer = threading.Lock(), list[int]()
-        done.acquire()
-        self._inbox.put((request.order_id, done, answer))
-        done.acquire(timeout=30)
-        return order_pb2.FlashBuyResponse(
-            order_id=request.order_id,
-            outcome=order_pb2.FLASH_OUTCOME_CONFIRMED
-            if answer
-            else order_pb2.FLASH_OUTCOME_SOLD_OUT,
-            quantity=request.quantity or 1,
-            remaining=answer[0] if answer else 0,
-            position=self.position,
-        )
-
-
 def _service(
     name: str, methods: dict[str, tuple[Any, Any, Any]]
 ) -> grpc.GenericRpcHandler[Any, Any]:
@@ -286,14 +227,68 @@ def _handoff_handlers(spec: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+class _GroupDesk(Desk[_Call]):
+    """The group-commit peer: the least a durable answer needs on the backend's kind of
+    server. Each FlashBuy goes through the backend's desk machinery (services.desks) to one
+    thread, which decides what has queued up against a counter and commits the batch's order
+    ids in one SQLite transaction (WAL, the default synchronous setting, as the backend's
+    event store) before the answers go back to the loop. No event sourcing, no domain, no
+    Kafka: what remains is the transport and waiting for a shared durable commit."""
+
+    def __init__(self, db: str, units: int) -> None:
+        super().__init__("group-commit desk", 1000, 50_000, 0.001, 32)
+        self.left = units
+        self.position = 0
+        self._conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS sold (batch INTEGER, orders TEXT)")
+        self.start()
+
+    def _settle(self, batch: list[_Call]) -> None:
+        sold: list[str] = []
+        for call in batch:
+            request = call.request
+            confirmed = self.left > 0
+            if confirmed:
+                self.left -= 1
+                sold.append(request.order_id)
+            call.answer = order_pb2.FlashBuyResponse(
+                order_id=request.order_id,
+                outcome=order_pb2.FLASH_OUTCOME_CONFIRMED
+                if confirmed
+                else order_pb2.FLASH_OUTCOME_SOLD_OUT,
+                quantity=request.quantity or 1,
+                remaining=self.left if confirmed else 0,
+                position=self.position + 1 if confirmed else self.position,
+            )
+        if sold:
+            self.position += 1
+            self._conn.execute("BEGIN")
+            self._conn.execute("INSERT INTO sold VALUES (?, ?)", (self.position, json.dumps(sold)))
+            self._conn.execute("COMMIT")
+
+
+def _group_handlers(spec: dict[str, Any]) -> tuple[Any, ...]:
+    desk = _GroupDesk(spec["db"], int(spec["units"]))
+
+    async def flash_buy(request: Any, context: Any) -> Any:
+        call = desk.submit(_Call(request, context, asyncio.get_running_loop()))
+        return await answer_of(call, 30)
+
+    return (_service(ORDERS, {"FlashBuy": (flash_buy, *FLASH)}),)
+
+
 def serve_aio(spec: dict[str, Any]) -> None:
     """`noop_aio`: the same no-op methods as coroutines on a grpc.aio server, the kind of
-    server the backend is; `handoff_aio`: the same, answered through a desk thread."""
+    server the backend is; `handoff_aio`: the same, answered through a desk thread; `group`:
+    FlashBuy decided and committed by that desk thread."""
 
     async def main() -> None:
         server = aio.server(options=[("grpc.so_reuseport", 0)])
         if spec["mode"] == "handoff_aio":
             server.add_generic_rpc_handlers(_handoff_handlers(spec))
+        elif spec["mode"] == "group":
+            server.add_generic_rpc_handlers(_group_handlers(spec))
         else:
             server.add_generic_rpc_handlers(_noop_handlers(spec, coroutines=True))
         if server.add_insecure_port(f"127.0.0.1:{int(spec['port'])}") == 0:
@@ -317,7 +312,7 @@ def serve_aio(spec: dict[str, Any]) -> None:
 
 
 def serve(spec: dict[str, Any]) -> None:
-    if spec["mode"] in ("noop_aio", "handoff_aio"):
+    if spec["mode"] in ("noop_aio", "handoff_aio", "group"):
         serve_aio(spec)
         return
     server = grpc.server(
@@ -326,9 +321,6 @@ def serve(spec: dict[str, Any]) -> None:
     )
     if spec["mode"] == "noop":
         server.add_generic_rpc_handlers(_noop_handlers(spec))
-    elif spec["mode"] == "group":
-        group = GroupCommitOrders(spec["db"], int(spec["units"]))
-        server.add_generic_rpc_handlers((_service(ORDERS, {"FlashBuy": (group.FlashBuy, *FLASH)}),))
     elif spec["mode"] == "naive":
         naive_orders = NaiveOrders(
             spec["db"], spec["sku"], int(spec["units"]),
