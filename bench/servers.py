@@ -245,27 +245,26 @@ class _GroupDesk(Desk[_Call]):
         self.start()
 
     def _settle(self, batch: list[_Call]) -> None:
-        sold: list[str] = []
-        for call in batch:
-            request = call.request
-            confirmed = self.left > 0
-            if confirmed:
-                self.left -= 1
-                sold.append(request.order_id)
+        sold = [call.request.order_id for call in batch[: max(self.left, 0)]]
+        if sold:  # committed before any answer is set: a failed commit confirms nothing
+            with self._conn:  # BEGIN ... COMMIT, or ROLLBACK and raise
+                self._conn.execute("BEGIN")
+                self._conn.execute(
+                    "INSERT INTO sold VALUES (?, ?)", (self.position + 1, json.dumps(sold))
+                )
+            self.position += 1
+            self.left -= len(sold)
+        for index, call in enumerate(batch):
+            request, confirmed = call.request, index < len(sold)
             call.answer = order_pb2.FlashBuyResponse(
                 order_id=request.order_id,
                 outcome=order_pb2.FLASH_OUTCOME_CONFIRMED
                 if confirmed
                 else order_pb2.FLASH_OUTCOME_SOLD_OUT,
                 quantity=request.quantity or 1,
-                remaining=self.left if confirmed else 0,
-                position=self.position + 1 if confirmed else self.position,
+                remaining=self.left + len(sold) - index - 1 if confirmed else 0,
+                position=self.position,
             )
-        if sold:
-            self.position += 1
-            self._conn.execute("BEGIN")
-            self._conn.execute("INSERT INTO sold VALUES (?, ?)", (self.position, json.dumps(sold)))
-            self._conn.execute("COMMIT")
 
 
 def _group_handlers(spec: dict[str, Any]) -> tuple[Any, ...]:
