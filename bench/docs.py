@@ -305,14 +305,14 @@ def _flash_neighbours(backend_cpu: dict[str, Any], results: dict[str, Any]) -> s
         f"broker {use['broker']:.2f} (the sale's events, and the relay's position markers, one "
         f"per partition per relay call), beside the API and the load process ({load:.2f}): "
         f"{total:.2f} of the 2 cores in all, where the no-op servers share them with the load "
-        "alone. Their share is not what holds the sale back (measured apart from this run, "
-        "2026-11-30, 30,000 units on the same machine): with the relay gathering for 60 ms "
-        "instead of 20 the relay+projector process used 0.17-0.18 cores instead of 0.24-0.28 "
-        "and the broker 0.10 instead of 0.18-0.19, and the sale sold 2,309 and 2,470 units/s "
-        "against 2,427 and 2,069 (paired runs, within this machine's noise); the API alone, "
-        "no relay or projector running, sold 3,659 and 2,800 units/s where the no-op grpc.aio "
-        "server answered 4,836 calls/s, its event-loop thread using 203 us of CPU per call "
-        "against the no-op's 145. "
+        "alone. Their share holds the sale back by about a fifth (measured apart from this "
+        "run, 2026-12-01, 30,000 units, the broker warmed for 15 s, each pair back to back): "
+        "with the relay+projector process's threads at nice 10 the sale sold 4,229, 4,425 and "
+        "3,669 units/s against 3,439, 3,386 and 3,375 at nice 0, but the POS projection lag's "
+        "p99 at half load rose from 113-213 ms to 302-505 ms (224-320 at nice 5), past its "
+        "250 ms target, so the pipeline keeps its share; SCHED_BATCH (the same share, no "
+        "wake-up preemption) made no consistent difference (3,290, 3,725, 3,271 against "
+        "2,718, 4,179, 3,671). "
     )
 
 
