@@ -192,12 +192,17 @@ class _Call(Ticket):
         self.request, self.context = request, context
 
 
+# The flash desk's shape (services.flash.FlashDesk's defaults): batches of up to 1,000, at
+# most 50,000 queued, a batch waits up to 1 ms for company while it holds fewer than 32.
+_DESK_SHAPE = (1000, 50_000, 0.001, 32)
+
+
 class _NoopDesk(Desk[_Call]):
     """The backend's desk machinery (services.desks) deciding nothing: each call is answered
     by the no-op behaviour on the desk's thread, then handed back to the loop."""
 
     def __init__(self, behaviour: Any) -> None:
-        super().__init__("no-op desk", 1000, 50_000, 0.001, 32)
+        super().__init__("no-op desk", *_DESK_SHAPE)
         self.behaviour = behaviour
         self.start()
 
@@ -207,7 +212,11 @@ class _NoopDesk(Desk[_Call]):
 
 
 def _handed_off(behaviour: Any) -> Any:
-    desk = _NoopDesk(behaviour)
+    return _through(_NoopDesk(behaviour))
+
+
+def _through(desk: Desk[_Call]) -> Any:
+    """A coroutine method answering each call with what `desk` decides for it."""
 
     async def answer(request: Any, context: Any) -> Any:
         call = desk.submit(_Call(request, context, asyncio.get_running_loop()))
@@ -236,7 +245,7 @@ class _GroupDesk(Desk[_Call]):
     Kafka: what remains is the transport and waiting for a shared durable commit."""
 
     def __init__(self, db: str, units: int) -> None:
-        super().__init__("group-commit desk", 1000, 50_000, 0.001, 32)
+        super().__init__("group-commit desk", *_DESK_SHAPE)
         self.left = units
         self.position = 0
         self._conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
@@ -245,7 +254,7 @@ class _GroupDesk(Desk[_Call]):
         self.start()
 
     def _settle(self, batch: list[_Call]) -> None:
-        sold = [call.request.order_id for call in batch[: max(self.left, 0)]]
+        sold = [call.request.order_id for call in batch[: self.left]]
         if sold:  # committed before any answer is set: a failed commit confirms nothing
             with self._conn:  # BEGIN ... COMMIT, or ROLLBACK and raise
                 self._conn.execute("BEGIN")
@@ -269,12 +278,7 @@ class _GroupDesk(Desk[_Call]):
 
 def _group_handlers(spec: dict[str, Any]) -> tuple[Any, ...]:
     desk = _GroupDesk(spec["db"], int(spec["units"]))
-
-    async def flash_buy(request: Any, context: Any) -> Any:
-        call = desk.submit(_Call(request, context, asyncio.get_running_loop()))
-        return await answer_of(call, 30)
-
-    return (_service(ORDERS, {"FlashBuy": (flash_buy, *FLASH)}),)
+    return (_service(ORDERS, {"FlashBuy": (_through(desk), *FLASH)}),)
 
 
 def serve_aio(spec: dict[str, Any]) -> None:
