@@ -37,12 +37,39 @@ class UnknownEventError(ValueError):
 class Row(NamedTuple):
     """A view row by primary key. A partial row changes only the columns it names of a row
     that must already exist (or arrive earlier in the same batch). A tuple: several are
-    made for every event applied."""
+    made for every event applied.
+
+    `values` names its columns, except for a table in `TUPLE_COLUMNS`: there it is a tuple
+    in that table's column order, the way the writer binds it (see FACT_COLUMNS)."""
 
     table: str
     key: tuple[Any, ...]
-    values: dict[str, Any]
+    values: dict[str, Any] | tuple[Any, ...]
     partial: bool = False
+
+    def mapping(self) -> dict[str, Any]:
+        """The values by column name, whichever form they have."""
+        if isinstance(self.values, tuple):
+            return dict(zip(TUPLE_COLUMNS[self.table], self.values, strict=True))
+        return self.values
+
+
+# A sales fact's columns, in the order of its values: first its own, then those it shares
+# with the other facts of its event (`_fact_base`). Facts are most of the rows the projector
+# writes (159,824 for a bench run's 107,783 records); as tuples, not a dict each, they are
+# bound in 1.5-2.1 us instead of 2.4-4.5, and the projector's records/s against the raw
+# consume baseline (bench.pipeline's turns, three runs each, alternated) went 0.36-0.40 ->
+# 0.42-0.44.
+FACT_OWN = (
+    "id", "sale_id", "sku", "campaign", "units", "gross_minor", "discount_minor", "net_minor",
+    "tax_minor", "currency",
+)  # fmt: skip
+FACT_SHARED = (
+    "kind", "location", "channel", "district", "terminal", "shift_id", "occurred_at",
+    "business_day", "local_hour", "late", "position",
+)  # fmt: skip
+FACT_COLUMNS = FACT_OWN + FACT_SHARED
+TUPLE_COLUMNS: dict[str, tuple[str, ...]] = {"sales_fact": FACT_COLUMNS}
 
 
 def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
@@ -225,30 +252,24 @@ def _when(envelope: events_pb2.EventEnvelope) -> _When:
 def _fact_base(
     envelope: events_pb2.EventEnvelope, when: _When, kind: str, location: str, terminal: str,
     shift: str, late: bool,
-) -> dict[str, Any]:  # fmt: skip
-    """The columns every fact of one envelope shares: each line's row is a copy of these
-    with its own columns set (a copy and ten stores cost half of a 21-key dict display)."""
+) -> tuple[Any, ...]:  # fmt: skip
+    """The values every fact of one envelope shares (FACT_SHARED), ending each fact's."""
     source = envelope.source
-    return {
-        "kind": kind, "location": location, "channel": CHANNEL_NAMES.get(source.channel, ""),
-        "district": source.district, "terminal": terminal, "shift_id": shift,
-        "occurred_at": when.occurred, "business_day": when.day, "local_hour": when.hour,
-        "late": late, "position": envelope.position,
-    }  # fmt: skip
+    return (
+        kind, location, CHANNEL_NAMES.get(source.channel, ""), source.district, terminal, shift,
+        when.occurred, when.day, when.hour, late, envelope.position,
+    )  # fmt: skip
 
 
 def _fact(
-    base: dict[str, Any], ids: str, index: int, sale_id: str, sku: str, campaign: str,
+    base: tuple[Any, ...], ids: str, index: int, sale_id: str, sku: str, campaign: str,
     units: int, gross: int, discount: int, rate_bp: int, currency: str,
 ) -> Row:  # fmt: skip
     net = gross - discount
     key = f"{ids}{index}"
-    values = base.copy()
-    values["id"], values["sale_id"], values["sku"], values["campaign"] = key, sale_id, sku, campaign
-    values["units"], values["gross_minor"], values["discount_minor"] = units, gross, discount
-    values["net_minor"], values["tax_minor"] = net, tax_included(net, rate_bp)
-    values["currency"] = currency
-    return Row("sales_fact", (key,), values)
+    own = (key, sale_id, sku, campaign, units, gross, discount, net, tax_included(net, rate_bp),
+           currency)  # fmt: skip
+    return Row("sales_fact", (key,), own + base)
 
 
 def _payment(

@@ -161,6 +161,19 @@ class _Plan:
             params.append(tuple(values))
         return params
 
+    def tuple_params(self, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """`params` of rows whose values are already in the plan's column order."""
+        defaults, converts = self.defaults, self.converts
+        if not converts:
+            return [(*row, *defaults) for row in rows] if defaults else list(rows)
+        params = []
+        for row in rows:
+            values = [*row, *defaults]
+            for index, process in converts:
+                values[index] = process(values[index])
+            params.append(tuple(values))
+        return params
+
 
 _SQLITE_DATETIME = sqlite.DATETIME._storage_format
 
@@ -223,6 +236,23 @@ class BulkWriter:
                     table, names, keep_highest
                 )
             conn.exec_driver_sql(plan.sql, plan.params(group))
+
+    def upsert_tuples(
+        self,
+        conn: Connection,
+        table: Table,
+        names: tuple[str, ...],
+        rows: Iterable[tuple[Any, ...]],
+    ) -> None:
+        """`upsert` of rows given as tuples of the columns `names`, in that order."""
+        plan = self._plans.get(("upsert", table.name, names, ()))
+        if plan is None:
+            plan = self._plans[("upsert", table.name, names, ())] = self._upsert_plan(
+                table, names, ()
+            )
+        params = plan.tuple_params(rows)
+        if params:
+            conn.exec_driver_sql(plan.sql, params)
 
     def update(self, conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
         """UPDATE the other columns of existing rows, found by primary key."""

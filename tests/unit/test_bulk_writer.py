@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import sqlite
 
+from projections.builders import FACT_COLUMNS, Row
 from projections.db import BulkWriter, make_engine, select_versions
 from projections.models import Base, ConsumerOffset, StockView
 
 TABLES = Base.metadata.tables
 STOCK, SHIFT, OFFSETS = TABLES["stock_view"], TABLES["shift_view"], TABLES["consumer_offset"]
+FACTS = TABLES["sales_fact"]
 AT = datetime(2026, 2, 6, 4, 5, 6, 789, tzinfo=UTC)
 
 
@@ -104,3 +106,22 @@ def test_versions_are_read_back_for_the_streams_that_have_one(
         writer.upsert(conn, table, [{"stream_id": f"s{n}", "version": n} for n in range(1, 1200)])
         found = select_versions(conn, ["s1", "s700", "s1199", "missing"], chunk=2)
     assert found == {"s1": 1, "s700": 700, "s1199": 1199}
+
+
+def test_facts_as_tuples_read_back_as_core_writes_them_as_named_rows(
+    engines: tuple[Engine, Engine],
+) -> None:
+    values = [
+        (key, sale, "TINA-30", "", units, 12800 * units, 0, 12800 * units, 1473 * units, "CNY",
+         "online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06", "2026-02-06T12",
+         late, 41)
+        for key, sale, units, late in (("1/0", "F-1", 1, False), ("1/1", "F-2", 3, True))
+    ]  # fmt: skip
+    bulk_engine, core_engine = engines
+    with bulk_engine.begin() as conn:
+        BulkWriter(bulk_engine.dialect).upsert_tuples(conn, FACTS, FACT_COLUMNS, values)
+    with core_engine.begin() as conn:
+        named = [Row("sales_fact", (fact[0],), fact).mapping() for fact in values]
+        conn.execute(sqlite.insert(FACTS), named)
+    assert _everything(bulk_engine) == _everything(core_engine)
+    assert sorted(FACT_COLUMNS) == sorted(c.name for c in FACTS.columns)
