@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from domain.errors import SaleIdReusedError
 from domain.values import LocationKind, Money
 from projections.db import make_engine
-from projections.models import StockView
+from projections.models import SalesFact, SaleView, StockView
 from projections.projector import HandedRecord, Projector
 from services.application import RetailApp, SaleInput, SaleLineInput
 from services.bus import EnvelopeProducer
@@ -98,7 +98,15 @@ def test_the_projector_upserts_views_and_offsets_on_postgres(
                 StockView.sku == "TINA-30", StockView.location == "STORE-1"
             )
         ).scalar()
+        sale = conn.execute(
+            select(SaleView.sale_id).where(SaleView.client_sale_id == "S-1")
+        ).scalar_one()
+        fact = conn.execute(select(SalesFact)).one()  # written from a tuple of its columns
     assert on_hand == 7
+    assert (fact.kind, fact.sale_id, fact.sku, fact.units, fact.late) == (
+        "sale", sale, "TINA-30", 3, False,
+    )  # fmt: skip
+    assert fact.occurred_at.utcoffset() is not None  # timestamptz: an instant, read back aware
 
 
 class _Acked:
