@@ -161,17 +161,31 @@ class _Plan:
             params.append(tuple(values))
         return params
 
-    def tuple_params(self, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """`params` of rows whose values are already in the plan's column order."""
-        defaults, converts = self.defaults, self.converts
-        if not converts:
-            return [(*row, *defaults) for row in rows] if defaults else list(rows)
-        params = []
-        for row in rows:
-            values = [*row, *defaults]
-            for index, process in converts:
-                values[index] = process(values[index])
-            params.append(tuple(values))
+    def group_params(
+        self, split: int, groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]]
+    ) -> list[tuple[Any, ...]]:
+        """`params` of rows given in groups (see BulkWriter.upsert_groups): the first `split`
+        columns are each row's own, the others the group's; those are converted once."""
+        defaults = self.defaults
+        own = [(index, process) for index, process in self.converts if index < split]
+        shared = [(index - split, process) for index, process in self.converts if index >= split]
+        params: list[tuple[Any, ...]] = []
+        for rows, common in groups:
+            if shared:
+                values = list(common)
+                for index, process in shared:
+                    values[index] = process(values[index])
+                tail = (*values, *defaults)
+            else:
+                tail = (*common, *defaults)
+            if not own:
+                params.extend([row + tail for row in rows])
+                continue
+            for row in rows:
+                values = list(row)
+                for index, process in own:
+                    values[index] = process(values[index])
+                params.append((*values, *tail))
         return params
 
 
@@ -237,20 +251,24 @@ class BulkWriter:
                 )
             conn.exec_driver_sql(plan.sql, plan.params(group))
 
-    def upsert_tuples(
+    def upsert_groups(
         self,
         conn: Connection,
         table: Table,
-        names: tuple[str, ...],
-        rows: Iterable[tuple[Any, ...]],
+        own: tuple[str, ...],
+        shared: tuple[str, ...],
+        groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]],
     ) -> None:
-        """`upsert` of rows given as tuples of the columns `names`, in that order."""
+        """`upsert` of rows given in groups whose rows share the values of some columns:
+        each group is its rows' own values (tuples of the columns `own`, in that order) and
+        the values of the columns `shared` that every row of it has."""
+        names = own + shared
         plan = self._plans.get(("upsert", table.name, names, ()))
         if plan is None:
             plan = self._plans[("upsert", table.name, names, ())] = self._upsert_plan(
                 table, names, ()
             )
-        params = plan.tuple_params(rows)
+        params = plan.group_params(len(own), groups)
         if params:
             conn.exec_driver_sql(plan.sql, params)
 

@@ -36,7 +36,14 @@ from sqlalchemy import Connection, Engine, Table, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from projections import metrics
-from projections.builders import TUPLE_COLUMNS, Row, rows_for, superseding_key
+from projections.builders import (
+    FACT_OWN,
+    FACT_SHARED,
+    Facts,
+    Row,
+    rows_for,
+    superseding_key,
+)
 from projections.db import BulkWriter, WalCheckpointer, select_versions
 from projections.models import AppliedStream, Base, ConsumerOffset, StreamGap
 from protos.retail.v1 import events_pb2
@@ -98,8 +105,8 @@ class ProjectorStats:
 @dataclass
 class _Batch:
     rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
-    # Full rows given as tuples (builders.TUPLE_COLUMNS), by table and key.
-    tuples: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = field(default_factory=dict)
+    # The sales facts of each event (builders.Facts), by table and key.
+    facts: dict[str, dict[tuple[Any, ...], Facts]] = field(default_factory=dict)
     updates: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -114,11 +121,11 @@ class _Batch:
     def add(self, row: Row) -> None:
         # A builder's values are its row's own: kept as they are, merged into a new dict.
         values = row.values
-        if isinstance(values, tuple):  # always full
-            tuples = self.tuples.get(row.table)
-            if tuples is None:
-                tuples = self.tuples[row.table] = {}
-            tuples[row.key] = values
+        if isinstance(values, Facts):  # always full
+            facts = self.facts.get(row.table)
+            if facts is None:
+                facts = self.facts[row.table] = {}
+            facts[row.key] = values
             return
         rows = self.rows.get(row.table)
         if rows is None:
@@ -311,8 +318,8 @@ class Projector:
             write = self.writer
             for name, rows in batch.rows.items():
                 write.upsert(conn, TABLES[name], rows.values())
-            for name, tuples in batch.tuples.items():
-                write.upsert_tuples(conn, TABLES[name], TUPLE_COLUMNS[name], tuples.values())
+            for name, facts in batch.facts.items():
+                write.upsert_groups(conn, TABLES[name], FACT_OWN, FACT_SHARED, facts.values())
             for name, updates in batch.updates.items():
                 write.update(conn, TABLES[name], updates.values())
             self._store_versions(conn, batch.versions, applied)

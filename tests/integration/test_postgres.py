@@ -101,7 +101,7 @@ def test_the_projector_upserts_views_and_offsets_on_postgres(
         sale = conn.execute(
             select(SaleView.sale_id).where(SaleView.client_sale_id == "S-1")
         ).scalar_one()
-        fact = conn.execute(select(SalesFact)).one()  # written from a tuple of its columns
+        fact = conn.execute(select(SalesFact)).one()  # written from its event's Facts
     assert on_hand == 7
     assert (fact.kind, fact.sale_id, fact.sku, fact.units, fact.late) == (
         "sale", sale, "TINA-30", 3, False,

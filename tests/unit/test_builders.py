@@ -16,7 +16,7 @@ def test_a_stock_movement_sets_the_on_hand_it_carries() -> None:
     )  # fmt: skip
     (row,) = rows_for(envelope)
     assert (row.table, row.key) == ("stock_view", ("A", "S"))
-    values = row.mapping()
+    (values,) = row.named()
     assert (values["on_hand"], values["reserved"], values["available"]) == (7, 2, 5)
     assert values["position"] == 9
 
@@ -29,7 +29,8 @@ def test_a_location_registration_gives_its_kind_and_channel() -> None:
         )
     )
     (row,) = rows_for(envelope)
-    assert (row.mapping()["kind"], row.mapping()["channel"]) == ("popup", "popup")
+    (values,) = row.named()
+    assert (values["kind"], values["channel"]) == ("popup", "popup")
 
 
 def test_an_envelope_without_a_known_payload_is_refused() -> None:

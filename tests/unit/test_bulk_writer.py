@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import sqlite
 
-from projections.builders import FACT_COLUMNS, Row
+from projections.builders import FACT_OWN, FACT_SHARED, Facts
 from projections.db import BulkWriter, make_engine, select_versions
 from projections.models import Base, ConsumerOffset, StockView
 
@@ -108,20 +108,27 @@ def test_versions_are_read_back_for_the_streams_that_have_one(
     assert found == {"s1": 1, "s700": 700, "s1199": 1199}
 
 
-def test_facts_as_tuples_read_back_as_core_writes_them_as_named_rows(
+def test_facts_in_groups_read_back_as_core_writes_them_as_named_rows(
     engines: tuple[Engine, Engine],
 ) -> None:
-    values = [
-        (key, sale, "TINA-30", "", units, 12800 * units, 0, 12800 * units, 1473 * units, "CNY",
-         "online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06", "2026-02-06T12",
-         late, 41)
-        for key, sale, units, late in (("1/0", "F-1", 1, False), ("1/1", "F-2", 3, True))
-    ]  # fmt: skip
+    def shared(late: bool, position: int) -> tuple[Any, ...]:
+        return ("online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06",
+                "2026-02-06T12", late, position)  # fmt: skip
+
+    def own(key: str, sale: str, units: int) -> tuple[Any, ...]:
+        gross = 12800 * units
+        return key, sale, "TINA-30", "", units, gross, 0, gross, 1473 * units, "CNY"
+
+    groups = [
+        Facts([own("1/0", "F-1", 1), own("1/1", "F-2", 3)], shared(False, 1)),
+        Facts([own("2/0", "F-3", 2)], shared(True, 2)),
+        Facts([], shared(False, 3)),
+    ]
     bulk_engine, core_engine = engines
     with bulk_engine.begin() as conn:
-        BulkWriter(bulk_engine.dialect).upsert_tuples(conn, FACTS, FACT_COLUMNS, values)
+        BulkWriter(bulk_engine.dialect).upsert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, groups)
     with core_engine.begin() as conn:
-        named = [Row("sales_fact", (fact[0],), fact).mapping() for fact in values]
-        conn.execute(sqlite.insert(FACTS), named)
+        conn.execute(sqlite.insert(FACTS), [row for group in groups for row in group.rows()])
     assert _everything(bulk_engine) == _everything(core_engine)
-    assert sorted(FACT_COLUMNS) == sorted(c.name for c in FACTS.columns)
+    assert len(_everything(bulk_engine)["sales_fact"]) == 3
+    assert sorted(FACT_OWN + FACT_SHARED) == sorted(c.name for c in FACTS.columns)

@@ -145,11 +145,11 @@ def test_a_flash_batch_is_one_envelope_and_one_online_fact_per_purchase(app: Ret
     assert (moved.reason, moved.quantity, moved.reference) == (
         "sold_online", 2, f"flash-batch:{confirmed.batch_id}",
     )  # fmt: skip
-    (fact,) = FINANCE_BUILDERS["flash_batch_confirmed"](batch.envelope)
-    assert (fact.mapping()["sale_id"], fact.mapping()["units"], fact.mapping()["gross_minor"]) == (
-        "F-1", 2, 2 * 12800,
+    (facts,) = FINANCE_BUILDERS["flash_batch_confirmed"](batch.envelope)
+    (fact,) = facts.named()
+    assert (fact["sale_id"], fact["units"], fact["gross_minor"], fact["channel"]) == (
+        "F-1", 2, 2 * 12800, "online",
     )  # fmt: skip
-    assert fact.mapping()["channel"] == "online"
 
 
 def test_fast_event_ids_and_times_equal_the_library_ones() -> None:
