@@ -244,11 +244,7 @@ class BulkWriter:
         """INSERT ... ON CONFLICT (primary key) DO UPDATE SET the rows' columns; a column in
         `keep_highest` keeps the higher of the stored and the new value."""
         for names, group in _by_columns(rows).items():
-            plan = self._plans.get(("upsert", table.name, names, keep_highest))
-            if plan is None:
-                plan = self._plans[("upsert", table.name, names, keep_highest)] = self._upsert_plan(
-                    table, names, keep_highest
-                )
+            plan = self._upsert_plan(table, names, keep_highest)
             conn.exec_driver_sql(plan.sql, plan.params(group))
 
     def upsert_groups(
@@ -262,12 +258,7 @@ class BulkWriter:
         """`upsert` of rows given in groups whose rows share the values of some columns:
         each group is its rows' own values (tuples of the columns `own`, in that order) and
         the values of the columns `shared` that every row of it has."""
-        names = own + shared
-        plan = self._plans.get(("upsert", table.name, names, ()))
-        if plan is None:
-            plan = self._plans[("upsert", table.name, names, ())] = self._upsert_plan(
-                table, names, ()
-            )
+        plan = self._upsert_plan(table, own + shared, ())
         params = plan.group_params(len(own), groups)
         if params:
             conn.exec_driver_sql(plan.sql, params)
@@ -307,6 +298,17 @@ class BulkWriter:
         return tuple(found)
 
     def _upsert_plan(
+        self, table: Table, names: tuple[str, ...], keep_highest: tuple[str, ...]
+    ) -> _Plan:
+        """The upsert of `names` into `table`, built once."""
+        plan = self._plans.get(("upsert", table.name, names, keep_highest))
+        if plan is None:
+            plan = self._plans[("upsert", table.name, names, keep_highest)] = self._new_upsert(
+                table, names, keep_highest
+            )
+        return plan
+
+    def _new_upsert(
         self, table: Table, names: tuple[str, ...], keep_highest: tuple[str, ...]
     ) -> _Plan:
         q, name = self._quote, self.dialect.identifier_preparer.format_table(table)

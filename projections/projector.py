@@ -45,12 +45,13 @@ from projections.builders import (
     superseding_key,
 )
 from projections.db import BulkWriter, WalCheckpointer, select_versions
-from projections.models import AppliedStream, Base, ConsumerOffset, StreamGap
+from projections.models import AppliedStream, Base, ConsumerOffset, SalesFact, StreamGap
 from protos.retail.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
 TABLES: dict[str, Table] = dict(Base.metadata.tables)
+FACTS = TABLES[SalesFact.__tablename__]
 
 
 class StaleBatchError(RuntimeError):
@@ -105,8 +106,8 @@ class ProjectorStats:
 @dataclass
 class _Batch:
     rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
-    # The sales facts of each event (builders.Facts), by table and key.
-    facts: dict[str, dict[tuple[Any, ...], Facts]] = field(default_factory=dict)
+    # The sales facts of each event (builders.Facts), by their row's key.
+    facts: dict[tuple[Any, ...], Facts] = field(default_factory=dict)
     updates: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -121,11 +122,8 @@ class _Batch:
     def add(self, row: Row) -> None:
         # A builder's values are its row's own: kept as they are, merged into a new dict.
         values = row.values
-        if isinstance(values, Facts):  # always full
-            facts = self.facts.get(row.table)
-            if facts is None:
-                facts = self.facts[row.table] = {}
-            facts[row.key] = values
+        if isinstance(values, Facts):  # always full, always sales_fact
+            self.facts[row.key] = values
             return
         rows = self.rows.get(row.table)
         if rows is None:
@@ -318,8 +316,8 @@ class Projector:
             write = self.writer
             for name, rows in batch.rows.items():
                 write.upsert(conn, TABLES[name], rows.values())
-            for name, facts in batch.facts.items():
-                write.upsert_groups(conn, TABLES[name], FACT_OWN, FACT_SHARED, facts.values())
+            if batch.facts:
+                write.upsert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, batch.facts.values())
             for name, updates in batch.updates.items():
                 write.update(conn, TABLES[name], updates.values())
             self._store_versions(conn, batch.versions, applied)
