@@ -237,6 +237,12 @@ def _analysis(results: dict[str, Any]) -> list[str]:
                 "the transport and the load process miss 10 ms on their own here, so the "
                 "target is out of reach on this machine whatever the servicer does"
             )
+        elif _parts_overlap(half, noop):
+            verdict = (
+                f"the parts overlap (p99 of each: backend {_part_p99s(half)} ms, no-op "
+                f"{_part_p99s(noop)} ms), so the gap is within what this machine's stalls do to "
+                "either server"
+            )
         else:
             verdict = (
                 f"the servicer adds {half['p99_ms'] - noop['p99_ms']:.1f} ms to the tail (a "
@@ -246,7 +252,14 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- GetStock at half load: p99 {half['p99_ms']:.1f} ms at "
             f"{half['offered_rate']:,.0f} calls/s offered; the no-op grpc.aio server, driven "
-            f"the same way at the same rate, had p99 {noop['p99_ms']:.1f} ms: {verdict}."
+            f"the same way at the same rate, had p99 {noop['p99_ms']:.1f} ms: {verdict}. "
+            "The slow calls come in stalls that hit the no-op server as well (measured apart "
+            "from this run, 2026-12-01, the backend and the no-op grpc.aio server taking turns "
+            "in 7.5 s parts at 1,000 calls/s with no flash sale before: p99 of the backend's "
+            "parts 11.1, 10.5 and 7.5 ms, of the no-op's 14.1, 26.3 and 11.4 ms; in both, the "
+            "calls over 8 ms came in runs, each a stall of 10-40 ms whose due calls were all "
+            "answered at its end, and no garbage collection in the API's process took more "
+            "than 1.1 ms)."
         )
     return lines + _pipeline_analysis(results.get("pipeline") or {})
 
@@ -316,9 +329,69 @@ def _flash_neighbours(backend_cpu: dict[str, Any], results: dict[str, Any]) -> s
     )
 
 
+def _part_p99s(run: dict[str, Any]) -> str:
+    return ", ".join(f"{part['p99_ms']:.1f}" for part in run.get("parts") or [])
+
+
+def _parts_overlap(backend: dict[str, Any], noop: dict[str, Any]) -> bool:
+    """Whether some part of the no-op's run had a p99 as high as some part of the backend's."""
+    ours = [part["p99_ms"] for part in backend.get("parts") or []]
+    theirs = [part["p99_ms"] for part in noop.get("parts") or []]
+    return bool(ours and theirs) and min(ours) <= max(theirs)
+
+
 def _per_event_us(stage: dict[str, Any], count: str) -> float:
     cpu, n = stage.get("cpu_seconds"), stage.get(count)
     return 1e6 * float(cpu) / float(n) if cpu and n else 0.0
+
+
+def projector_bound(
+    proj: dict[str, Any], consume: dict[str, Any], floor: dict[str, Any]
+) -> dict[str, float]:
+    """What the raw libraries alone need per record (seconds) for the projector's job: the
+    raw baseline's time less its SQL writes (fetching, kafka-python's parsing, the
+    envelope's decoding) plus the rows floor (the projector's rows inserted by sqlite3);
+    the best ratio a projector could reach if building its rows took no time; and what the
+    projector spends beyond them, against what it could spend and still reach 0.50."""
+    timed = float(consume.get("timed") or 0)
+    if not (proj.get("rate") and consume.get("rate") and timed and floor.get("per_record")):
+        return {}
+    raw = 1.0 / float(consume["rate"])
+    reading = raw - float(consume.get("sql_seconds") or 0.0) / timed
+    least = reading + float(floor["per_record"])
+    return {
+        "reading": reading,
+        "rows": float(floor["per_record"]),
+        "least": least,
+        "best_ratio": raw / least,
+        "projector": 1.0 / float(proj["rate"]),
+        "beyond": 1.0 / float(proj["rate"]) - least,
+        "room": 2.0 * raw - least,  # beyond `least`, per record, at exactly 0.50
+    }
+
+
+def _projector_bound(proj: dict[str, Any], consume: dict[str, Any], floor: dict[str, Any]) -> str:
+    bound = projector_bound(proj, consume, floor)
+    if not bound:
+        return ""
+    us = {key: 1e6 * value for key, value in bound.items()}
+    room = (
+        f"for 0.50 that would have to be {us['room']:.1f} us at most."
+        if bound["room"] > 0
+        else "0.50 is out of reach even if that took no time."
+    )
+    return (
+        "What the raw libraries alone need for this job, measured in this run: "
+        f"{us['reading']:.1f} us a record to fetch and decode (the raw baseline's time less "
+        f"its SQL writes) and {us['rows']:.1f} us to insert the rows the views hold with "
+        f"sqlite3 ({int(floor.get('rows') or 0):,} rows of the first projector run copied into "
+        f"fresh tables of the same schema in {int(floor.get('transactions') or 0)} "
+        f"transactions, nothing built): {us['least']:.1f} us, so a projector that built its "
+        f"rows in no time would reach {ratio_text(bound['best_ratio'])} of the raw baseline. "
+        f"This one takes {us['projector']:.1f} us a record, {us['beyond']:.1f} us of it beyond "
+        "that (building the rows and their bind values in Python, the applied versions, "
+        f"offsets and claims); {room} "
+    )
 
 
 def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
@@ -355,12 +428,14 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
             f"{records:,} records ({total / records:.1f} a record: {facts:,} sales and "
             "payment facts, one per flash order, sale line and payment, with the sale, "
             "stock and applied-version rows), each built in Python and inserted with its "
-            "indexes. What would reach 0.50: fewer rows (one fact per flash batch, if finance "
+            "indexes. "
+            + _projector_bound(proj, consume, pipeline.get("rows_floor") or {})
+            + "What would reach 0.50: fewer rows (one fact per flash batch, if finance "
             "did not need each order's tax), a second projector process in the consumer group "
-            "(the rebuild does so: each stream is on one partition), or record parsing in C. "
-            "Not enough: a writer process taking the SQL writes off the consumer's process "
-            "(measured 2026-11-30 on a bench run's records: 0.48 and 0.42 against 0.47 and "
-            "0.36 without)."
+            "(the rebuild does so: each stream is on one partition), or the rows built outside "
+            "the interpreter. Not enough: a writer process taking the SQL writes off the "
+            "consumer's process (measured 2026-11-30 on a bench run's records: 0.48 and 0.42 "
+            "against 0.47 and 0.36 without)."
         )
     day = pipeline.get("rebuild_day") or {}
     if day.get("rate") and day["rate"] < 30_000:
@@ -445,28 +520,43 @@ def _details(results: dict[str, Any]) -> list[str]:
         )
     pipeline = results.get("pipeline")
     if pipeline:
-        stages = ", ".join(
-            f"{name} {pipeline[key]['seconds']:.1f} s"
-            for key, name in (
-                ("relay", "relay"),
-                ("raw_produce", "raw produce"),
-                ("projector", "projector"),
-                ("raw_consume", "raw consume"),
-                ("rebuild", "rebuild"),
-            )
-        )
-        lines.append(f"- Pipeline stages, timed part (a round's on average): {stages}.")
-        rounds = "; ".join(
-            f"{name} " + ", ".join(f"{rate:,.0f}" for rate in pipeline[key].get("rounds", []))
-            for key, name in (
-                ("relay", "relay"),
-                ("raw_produce", "raw produce"),
-                ("projector", "projector"),
-                ("raw_consume", "raw consume"),
-            )
-        )
-        lines.append(f"- Pipeline rounds, rate of each (events or records/s): {rounds}.")
+        lines.extend(_pipeline_details(pipeline))
     return lines if len(lines) > 3 else []
+
+
+def _pipeline_details(pipeline: dict[str, Any]) -> list[str]:
+    lines = []
+    stages = ", ".join(
+        f"{name} {pipeline[key]['seconds']:.1f} s"
+        for key, name in (
+            ("relay", "relay"),
+            ("raw_produce", "raw produce"),
+            ("projector", "projector"),
+            ("raw_consume", "raw consume"),
+            ("rebuild", "rebuild"),
+        )
+    )
+    lines.append(f"- Pipeline stages, timed part (a round's on average): {stages}.")
+    rounds = "; ".join(
+        f"{name} " + ", ".join(f"{rate:,.0f}" for rate in pipeline[key].get("rounds", []))
+        for key, name in (
+            ("relay", "relay"),
+            ("raw_produce", "raw produce"),
+            ("projector", "projector"),
+            ("raw_consume", "raw consume"),
+        )
+    )
+    lines.append(f"- Pipeline rounds, rate of each (events or records/s): {rounds}.")
+    floor, consume = pipeline.get("rows_floor") or {}, pipeline.get("raw_consume") or {}
+    if floor.get("seconds") and consume.get("seconds"):
+        lines.append(
+            f"- Projector rows floor: {floor['rows']:,} rows for {floor['records']:,} records "
+            f"inserted in {floor['transactions']} transactions in {floor['seconds']:.2f} s "
+            f"({1e6 * floor['per_record']:.1f} us a record); raw consume spent "
+            f"{float(consume.get('sql_seconds') or 0):.2f} s of its "
+            f"{float(consume['seconds']):.2f} s (a round's) in its SQL writes."
+        )
+    return lines
 
 
 def _warmup(results: dict[str, Any], sizes: Sizes) -> str:
@@ -646,7 +736,13 @@ def render(
         "assignment, each envelope parsed and upserted by stream id into one SQLite table "
         "(WAL, synchronous=NORMAL as the views), one transaction per polled batch of at most "
         "2,000 (the projector's setting). For both, the group join (or assignment) and the "
-        "first polled batch are not timed.",
+        "first polled batch are not timed. The raw baseline's time in its SQL writes (BEGIN "
+        "to COMMIT) is kept apart, and after the runs the rows the first projector run left "
+        "in its views (applied versions included, offsets aside) are inserted again into "
+        "fresh tables of the same schema with sqlite3 alone, plain INSERTs by executemany in "
+        "as many transactions as that run had batches (the rows floor): together they give "
+        "what the raw libraries need for the projector's job, shown where the target is "
+        "missed.",
         "- Relay and projector take turns with their baselines, two runs each in the order "
         "stage, raw, raw, stage (each run to topics, views and a consumer group of its own): "
         "each rate is the records of both runs over their summed time, so a steady drift of "

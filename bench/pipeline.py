@@ -13,7 +13,11 @@ the relay publishes every event again, to topics of its own). One JSON line out.
 - projector: `Projector.poll_once` in a consumer group on the relay's topics into fresh SQLite
   views until every record was applied (the group join is not timed).
 - raw consume: the same records by assignment, each envelope parsed and upserted by stream id
-  into one table, one transaction per polled batch (executemany with sqlite3).
+  into one table, one transaction per polled batch (executemany with sqlite3); the time in
+  its SQL writes is kept apart (`sql_seconds`).
+- rows floor: the rows the first projector run left in its views inserted again into fresh
+  tables with sqlite3 alone (`bench_rows_floor`): what the projector's writes cost the raw
+  library, nothing built in Python.
 - rebuild: `projections.rebuild.rebuild` of the relay's topics into fresh SQLite views.
 - rebuild_day (the issue's size): `rebuild_events` generated events (spec, else
   BENCH_REBUILD_EVENTS; 1,000,000, or 20,000 with BENCH_QUICK) of a busy retail day (see
@@ -27,7 +31,7 @@ The relay and the projector take turns with their raw baselines (TURNS: each twi
 views and consumer groups of their own); each result is both runs as one (`merged`), with the
 rate of each under `rounds`.
 
-Result keys: relay, raw_produce, projector, raw_consume, rebuild, records_on_topics,
+Result keys: relay, raw_produce, projector, raw_consume, rows_floor, rebuild, records_on_topics,
 rebuild_day {events, records, streams, seconds, rate, record_rate, dead_letters, gaps,
 views_agree, disagreements, feed {events, records, seconds, rate}}, profiles.
 """
@@ -275,6 +279,8 @@ def bench_raw_consume(
     partitions = list(ends)
     total = sum(ends.values())
 
+    sql = [0.0]  # seconds in the SQL writes (BEGIN to COMMIT), the first batch's too
+
     def apply(polled: dict[TopicPartition, list[Any]]) -> int:
         rows = []
         count = 0
@@ -287,9 +293,11 @@ def bench_raw_consume(
                         (envelope.stream_id, envelope.stream_version, envelope.position,
                          envelope.event_type, record.value)
                     )  # fmt: skip
+        began = time.perf_counter()
         conn.execute("BEGIN")
         conn.executemany(upsert, rows)
         conn.execute("COMMIT")
+        sql[0] += time.perf_counter() - began
         return count
 
     try:
@@ -299,6 +307,7 @@ def bench_raw_consume(
         while not first and not deadline.passed():  # as for the projector: the first batch
             first = apply(consumer.poll(timeout_ms=500))  # is not timed
         seen = first
+        sql[0] = 0.0
         cpu = time.process_time()
         started = time.perf_counter()
         while seen < total and not deadline.passed():
@@ -315,6 +324,50 @@ def bench_raw_consume(
         "cpu_seconds": cpu,
         "rate": (seen - first) / elapsed if elapsed else 0.0,
         "cpu_per_record": cpu / (seen - first) if seen > first else 0.0,
+        "sql_seconds": sql[0],  # of `seconds`: the batches' BEGIN to COMMIT
+    }
+
+
+def bench_rows_floor(views: Path, db: Path, records: int, transactions: int) -> dict[str, Any]:
+    """What inserting the projector's rows costs the raw library alone: every row a projector
+    run left in its views (the applied versions too; offsets and gaps aside) copied into
+    fresh tables of the same schema and pragmas with sqlite3, plain INSERTs by executemany,
+    in as many transactions as that run had batches, each taking its share of every table.
+    A floor: rows the projector wrote more than once (a stock level in several batches) are
+    inserted once, and nothing is built, looked up or converted."""
+    make_engine(f"sqlite:///{db}").dispose()  # the views' tables and indexes, untimed
+    tables = [n for n in Base.metadata.tables if n not in ("consumer_offset", "stream_gap")]
+    with contextlib.closing(sqlite3.connect(views)) as source:
+        rows = {name: source.execute(f"SELECT * FROM {name}").fetchall() for name in tables}
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        marks = {name: ", ".join("?" * len(Base.metadata.tables[name].c)) for name in tables}
+        inserts = {name: f"INSERT INTO {name} VALUES ({marks[name]})" for name in tables}
+        transactions = max(transactions, 1)
+        cpu = time.process_time()
+        started = time.perf_counter()
+        for n in range(transactions):
+            conn.execute("BEGIN")
+            for name, table_rows in rows.items():
+                share = table_rows[
+                    n * len(table_rows) // transactions : (n + 1) * len(table_rows) // transactions
+                ]
+                conn.executemany(inserts[name], share)
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+    finally:
+        conn.close()
+    records = max(records, 1)
+    return {
+        "rows": sum(len(r) for r in rows.values()),
+        "records": records,
+        "transactions": transactions,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "per_record": elapsed / records,
     }
 
 
@@ -805,7 +858,40 @@ def merged(runs: list[dict[str, Any]], counted: str) -> dict[str, Any]:
         out["caught_up"] = all(r["caught_up"] for r in runs)
     if "cpu_per_record" in out:
         out["cpu_per_record"] = cpu / done if done else 0.0
+    if "sql_seconds" in out:
+        out["sql_seconds"] = sum(float(r["sql_seconds"]) for r in runs) / len(runs)
     return out
+
+
+def projector_turns(
+    bootstrap: str, ends: dict[TopicPartition, int], work: Path, deadline: Deadline,
+    profile: StageProfile,
+) -> dict[str, Any]:  # fmt: skip
+    """The projector and raw consume in turns (TURNS) on the relay's topics, then the rows
+    floor of the first projector run's views."""
+    topics = sorted({tp.topic for tp in ends})
+    total = sum(ends.values())
+    projections: list[dict[str, Any]] = []
+    consumes: list[dict[str, Any]] = []
+    for turn in TURNS:
+        if turn == "stage":
+            run = len(projections)
+            projections.append(bench_projector(
+                bootstrap, topics, total, work / f"views-{run}.sqlite", deadline, profile,
+                group=f"bench-projector-{run}",
+            ))  # fmt: skip
+        else:
+            db = work / f"raw-{len(consumes)}.sqlite"
+            consumes.append(bench_raw_consume(bootstrap, ends, db, deadline))
+    floor = bench_rows_floor(
+        work / "views-0.sqlite", work / "floor.sqlite", int(projections[0]["records"]),
+        int(projections[0]["batches"]),
+    )  # fmt: skip
+    return {
+        "projector": merged(projections, "timed"),
+        "raw_consume": merged(consumes, "timed"),
+        "rows_floor": floor,
+    }
 
 
 def main() -> None:
@@ -855,23 +941,9 @@ def main() -> None:
     settle_collector()
     topics = topic_names(RELAY_NS)
     ends = end_offsets(bootstrap, topics)
-    total = sum(ends.values())
-    projections: list[dict[str, Any]] = []
-    consumes: list[dict[str, Any]] = []
-    for turn in TURNS:
-        if turn == "stage":
-            run = len(projections)
-            projections.append(bench_projector(
-                bootstrap, topics, total, work / f"views-{run}.sqlite", deadline,
-                stages["projector"], group=f"bench-projector-{run}",
-            ))  # fmt: skip
-        else:
-            db = work / f"raw-{len(consumes)}.sqlite"
-            consumes.append(bench_raw_consume(bootstrap, ends, db, deadline))
-    result["projector"] = merged(projections, "timed")
-    result["raw_consume"] = merged(consumes, "timed")
+    result.update(projector_turns(bootstrap, ends, work, deadline, stages["projector"]))
     result["rebuild"] = bench_rebuild(bootstrap, topics, work / "rebuilt.sqlite", stages["rebuild"])
-    result["records_on_topics"] = total
+    result["records_on_topics"] = sum(ends.values())
     events = int(spec.get("rebuild_events", from_env().rebuild_events))
     if events:
         result["rebuild_day"] = bench_rebuild_day(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.common import merged_flash, merged_runs
-from bench.docs import _sold_out_tail
+from bench.docs import _parts_overlap, _sold_out_tail, projector_bound
 from bench.pipeline import merged
 from bench.rows import rebuild_rows
 
@@ -95,3 +97,28 @@ def test_a_ratio_is_cut_to_two_decimals_so_a_near_miss_never_shows_as_the_target
     assert ratio_text(0.29) == "0.29"  # 28.999... in binary: not cut to 0.28
     assert ratio_text(0.7) == "0.70"
     assert ratio_text(1.349) == "1.34"
+
+
+def test_the_projector_bound_is_the_raw_reading_plus_the_rows_floor() -> None:
+    # Raw: 100,000 records at 50,000/s (20 us each), 0.4 s of it in SQL (4 us a record);
+    # inserting the views' rows alone: 14 us a record; the projector: 20,000 records/s.
+    bound = projector_bound(
+        {"rate": 20_000.0},
+        {"rate": 50_000.0, "timed": 100_000, "sql_seconds": 0.4},
+        {"per_record": 14e-6},
+    )
+    assert round(bound["reading"] * 1e6, 6) == 16.0
+    assert round(bound["least"] * 1e6, 6) == 30.0
+    assert round(bound["best_ratio"], 6) == round(20 / 30, 6)
+    assert round(bound["beyond"] * 1e6, 6) == 20.0  # 50 us a record, 30 of them needed
+    assert round(bound["room"] * 1e6, 6) == 10.0  # 40 us a record is exactly 0.50
+    assert projector_bound({"rate": 1.0}, {"rate": 1.0, "timed": 0}, {}) == {}
+
+
+def test_half_load_parts_overlap_when_a_no_op_part_was_as_slow_as_a_backend_part() -> None:
+    def run(*p99s: float) -> dict[str, Any]:
+        return {"parts": [{"rate": 1000.0, "p99_ms": p99} for p99 in p99s]}
+
+    assert _parts_overlap(run(18.3, 11.1), run(9.7, 11.4))
+    assert not _parts_overlap(run(18.3, 11.1), run(9.7, 7.9))
+    assert not _parts_overlap(run(), run(9.7))
