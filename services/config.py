@@ -46,6 +46,8 @@ class Settings:
     pipeline_process: bool = False
     # The API server's event loop: uvloop's (faster per call, measured) or asyncio's own.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # Cores the API process keeps its threads on: auto, off or core numbers (services.affinity).
+    api_cpus: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,7 +93,12 @@ class Settings:
             metrics_address=get("METRICS_ADDRESS", ""),
             pipeline_process=get("PIPELINE_PROCESS", "0") not in ("0", "false", "no", ""),
             event_loop="asyncio" if event_loop == "asyncio" else "uvloop",
+            api_cpus=get("API_CPUS", defaults.api_cpus) or defaults.api_cpus,
         )
+        # Checked here so that a wrong value stops `run` before anything starts.
+        from services.affinity import allowed_cores, api_cores  # noqa: PLC0415 - imports us
+
+        api_cores(settings.api_cpus, allowed_cores(), 0, pipeline_apart=True)
         if settings.event_store == "postgres" and not settings.postgres_dsn:
             raise SettingsError("RETAIL_EVENT_STORE=postgres needs RETAIL_POSTGRES_DSN")
         return settings

@@ -18,6 +18,7 @@ from projections.db import make_engine
 from projections.projector import Projector
 from projections.projector import run_in_thread as run_projector
 from projections.queries import ProgressQueries, StockQueries
+from services import affinity
 from services.application import RetailApp
 from services.bus import (
     DEAD_LETTER_TOPIC,
@@ -89,6 +90,8 @@ class Backend:
                 seed_demo(self.app)  # before the child reads the store
             self.pipeline = PipelineProcess(s, bootstrap).start()
             s = s.with_changes(roles=frozenset({"api"}), seed_demo=False)
+        if "api" in s.roles:
+            self._keep_api_threads(s)
         if s.seed_demo and "api" in s.roles:
             seed_demo(self.app)
         if "relay" in s.roles:
@@ -127,6 +130,22 @@ class Backend:
                 "serving retail.v1 gRPC on %s",
                 s.grpc_address.rsplit(":", 1)[0] + f":{self.api.port}",
             )
+
+    def _keep_api_threads(self, s: Settings) -> None:
+        """Keeps this process's threads on the cores RETAIL_API_CPUS gives (services.affinity),
+        before the API's threads start: they inherit it."""
+        if not affinity.supported():
+            return
+        cores = affinity.api_cores(
+            s.api_cpus, affinity.allowed_cores(), os.getpid(), self.pipeline is not None
+        )
+        if cores is None:
+            return
+        affinity.keep_threads_on(cores)
+        log.info(
+            "API threads kept on core %s (RETAIL_API_CPUS=%s; off leaves them to the system)",
+            ",".join(map(str, sorted(cores))), s.api_cpus,
+        )  # fmt: skip
 
     def _serve_metrics(self, address: str) -> None:
         host, _, port = address.rpartition(":")
@@ -205,6 +224,9 @@ class PipelineProcess:
         self.settings = settings
         self.bootstrap = bootstrap
         self.process: subprocess.Popen[bytes] | None = None
+        # The child may use every core this process may use now, before the API's threads
+        # are kept on theirs (a child started again later would inherit those otherwise).
+        self.cores = affinity.allowed_cores() if affinity.supported() else None
 
     def _env(self) -> dict[str, str]:
         s = self.settings
@@ -230,10 +252,17 @@ class PipelineProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run"],
             env=self._env(),
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - sets PR_SET_PDEATHSIG only
+            preexec_fn=self._in_child,  # noqa: PLW1509 - two system calls, no Python state
         )
         log.info("relay and projector in process %d", self.process.pid)
         return self
+
+    def _in_child(self) -> None:
+        """Runs in the child before it starts: it dies with us (PR_SET_PDEATHSIG) and may use
+        the cores we could when we started it first."""
+        die_with_parent()
+        if self.cores is not None:
+            os.sched_setaffinity(0, self.cores)
 
     def check(self) -> None:
         """Starts the child again if it exited (its work resumes from what it recorded)."""

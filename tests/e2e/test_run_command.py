@@ -46,6 +46,17 @@ def python_children(pid: int) -> list[int]:
     ]
 
 
+def thread_cores(pid: int) -> set[frozenset[int]]:
+    """The core sets of every thread of `pid`."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.add(frozenset(os.sched_getaffinity(int(task.name))))
+        except ProcessLookupError:
+            continue
+    return found
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -61,6 +72,7 @@ class RunCommand:
             "RETAIL_GRPC_ADDRESS": f"127.0.0.1:{self.grpc_port}",
             "RETAIL_KAFKA_PORT": str(self.kafka_port),
             "RETAIL_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "RETAIL_API_CPUS": "auto",
         }
         self.log = data_dir.parent / "run.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -123,7 +135,7 @@ def test_run_serves_the_spine_stops_on_ctrl_c_and_keeps_its_data(
     assert run_command.interrupt() == 0
 
 
-def test_run_starts_the_relay_and_projector_again_when_their_process_dies(
+def test_run_starts_the_relay_and_projector_again_when_their_process_dies_on_every_core(
     run_command: RunCommand, connect: type[Client]
 ) -> None:
     run_command.start()
@@ -133,9 +145,20 @@ def test_run_starts_the_relay_and_projector_again_when_their_process_dies(
     assert client.wait_for_stock(SKU, 10).total_on_hand == 10
     assert run_command.process is not None
     (pipeline,) = python_children(run_command.process.pid)
+    # RETAIL_API_CPUS=auto: the API's threads on one core, the relay/projector's on all.
+    every = frozenset(os.sched_getaffinity(0))
+    api = thread_cores(run_command.process.pid)
+    if len(every) >= 2:
+        ((core,),) = api
+        assert core in every
+    else:
+        assert api == {every}
+    assert thread_cores(pipeline) == {every}
     os.kill(pipeline, signal.SIGKILL)
     client.sell(SKU, STORE, 4, sale="AFTER-KILL")  # written while nobody relays
     assert client.wait_for_stock(SKU, 6, timeout=90).total_on_hand == 6
     (again,) = python_children(run_command.process.pid)
     assert again != pipeline
+    # Started again by the API's process, the child still gets every core.
+    assert thread_cores(again) == {every}
     assert run_command.interrupt() == 0
