@@ -621,9 +621,10 @@ def render(
         "a uvloop event loop: FlashBuy, GetStock, WatchStock and RecordSale are coroutines "
         "(the first and the last wait for their desk's commit), the other methods run in "
         "its thread pool. `RETAIL_API_CPUS=auto` (the default) keeps the API process's "
-        "threads on one core, picked by its process id, and leaves the child's to the "
-        "system (`services.affinity`); the baselines' servers are left to the system, where "
-        "they were as fast or faster (measured in `services.affinity`'s docstring).",
+        "threads on one core, picked by its process id, and the child's on the other "
+        "(`services.affinity`); the load process and the broker are left to the system, as "
+        "are the baselines' servers, which were as fast or faster that way (measured in "
+        "`services.affinity`'s docstring).",
         "- The load: `python -m bench.load`, a separate process per run, one grpc.aio event "
         f"loop over one loopback channel, {sizes.concurrency} calls in flight in the closed-loop "
         "runs; every run is bounded in calls and in seconds.",

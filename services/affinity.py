@@ -1,22 +1,28 @@
-"""Which cores the API process keeps its threads on (RETAIL_API_CPUS).
+"""Which cores the API process keeps its threads on (RETAIL_API_CPUS), and the relay/projector
+process beside it.
 
 The API's Python threads (the gRPC event loop, the flash and till desks, the thread pool)
-take turns holding one GIL. Spread over several cores, a thread woken on another core than
-the one holding the GIL waits for it there, and the scheduler moves the busy ones about
-among the relay/projector process and the broker; kept on one core, they hand it over where
-it is. Measured on the 2-core machine with `retail run` and a warmed broker, 30,000-unit
-flash sales at 64 in flight, in turns (2026-12-01): 1,158 and 1,213 confirmed/s with the
-threads anywhere, 1,453 and 1,418 on one core; the no-op grpc.aio server, whose threads are
-mostly gRPC's own and need no GIL, lost by it (2,385 and 2,226 calls/s anywhere, 2,162 and
-2,126 on one core), and the bench's naive and group-commit peers moved within the noise
-(1,111 / 1,117 and 1,420 / 1,400; 1,834 / 1,897 and 1,993 / 2,044). This is the effect
-described in David Beazley's "Understanding the Python GIL" (PyCon 2010): threads of one
-process fight over the GIL across cores and hand it over cheaply on one.
+take turns holding one GIL. Left to the scheduler, they are spread over the cores among the
+relay/projector process, the broker and the load, and a thread woken on another core than
+the GIL's holder waits for it there; kept on one core, they hand it over where it is (the
+effect David Beazley showed in "Understanding the Python GIL", PyCon 2010). Measured on the
+2-core machine with `retail run` and a warmed broker, in turns (2026-12-01):
+- 30,000-unit flash sales at 64 in flight: 1,158 and 1,213 confirmed/s with the threads
+  anywhere, 1,453 and 1,418 with the API's on one core, 1,399 and 1,381 with the API's on one
+  core and the relay/projector process's on the other;
+- POS sales at 64 in flight, end to end: 606 and 595 sales/s anywhere, 547 and 564 with the
+  API's threads on one core and the relay/projector's anywhere (it used 0.7 cores, some of
+  them on the API's core), 561 and 644 with each on a core of its own; the projection lag's
+  p99 at 260 sales/s: 179 and 150 ms anywhere, 172 and 129 ms on cores of their own;
+- the baselines do not gain from it: the no-op grpc.aio server, whose threads are mostly
+  gRPC's own and need no GIL, lost (2,385 and 2,226 calls/s anywhere, 2,162 and 2,126 on one
+  core); the naive and group-commit peers moved within the noise.
 
-`auto` keeps them on one core when the relay and projector run in a process of their own
-and this process may use two cores or more: the core is picked by process id, so several
-backends on one machine spread out. `off` leaves them to the operating system; a list of
-core numbers (`0` or `2,3`) names the cores.
+`auto` keeps the API's threads on one core, and the relay/projector process on the others,
+when that process runs apart and this one may use two cores or more: the API's core is
+picked by process id, so several backends on one machine spread out. `off` leaves them to
+the system; a list of core numbers (`0` or `2,3`) names the API's cores (the relay/projector
+process gets the others, or all of them if none are left).
 """
 
 from __future__ import annotations
@@ -68,6 +74,13 @@ def api_cores(
             f"{','.join(map(str, cores))}"
         )
     return wanted
+
+
+def pipeline_cores(allowed: Iterable[int], api: frozenset[int] | None) -> frozenset[int] | None:
+    """The cores for the relay/projector process beside an API kept on `api`: the others,
+    if there are any; None leaves it on whatever the API process may use."""
+    others = frozenset(allowed) - (api or frozenset())
+    return others if api and others else None
 
 
 def keep_threads_on(cores: frozenset[int]) -> int:

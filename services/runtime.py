@@ -85,13 +85,22 @@ class Backend:
         dead_letter_topic = s.topic_namespace + DEAD_LETTER_TOPIC
         ensure_topics(bootstrap, s.topic_partitions, [*topics, dead_letter_topic])
         self.app = RetailApp(env=s.event_store_env())
-        if s.pipeline_process and "api" in s.roles and s.roles & {"relay", "projector"}:
+        apart = bool(s.pipeline_process and "api" in s.roles and s.roles & {"relay", "projector"})
+        cores = self._api_cores(s, apart)
+        child = affinity.pipeline_cores(affinity.allowed_cores(), cores) if apart else None
+        if apart:
             if s.seed_demo:
                 seed_demo(self.app)  # before the child reads the store
-            self.pipeline = PipelineProcess(s, bootstrap).start()
+            self.pipeline = PipelineProcess(s, bootstrap, child).start()
             s = s.with_changes(roles=frozenset({"api"}), seed_demo=False)
-        if "api" in s.roles:
-            self._keep_api_threads(s)
+        if cores is not None:  # before the API's threads start: they inherit it
+            affinity.keep_threads_on(cores)
+            log.info(
+                "API threads kept on core %s, the relay/projector process on %s "
+                "(RETAIL_API_CPUS=%s; off leaves them to the system)",
+                ",".join(map(str, sorted(cores))),
+                ",".join(map(str, sorted(child))) if child else "any", s.api_cpus,
+            )  # fmt: skip
         if s.seed_demo and "api" in s.roles:
             seed_demo(self.app)
         if "relay" in s.roles:
@@ -131,21 +140,13 @@ class Backend:
                 s.grpc_address.rsplit(":", 1)[0] + f":{self.api.port}",
             )
 
-    def _keep_api_threads(self, s: Settings) -> None:
-        """Keeps this process's threads on the cores RETAIL_API_CPUS gives (services.affinity),
-        before the API's threads start: they inherit it."""
-        if not affinity.supported():
-            return
-        cores = affinity.api_cores(
-            s.api_cpus, affinity.allowed_cores(), os.getpid(), self.pipeline is not None
-        )
-        if cores is None:
-            return
-        affinity.keep_threads_on(cores)
-        log.info(
-            "API threads kept on core %s (RETAIL_API_CPUS=%s; off leaves them to the system)",
-            ",".join(map(str, sorted(cores))), s.api_cpus,
-        )  # fmt: skip
+    @staticmethod
+    def _api_cores(s: Settings, apart: bool) -> frozenset[int] | None:
+        """The cores RETAIL_API_CPUS gives the API's threads (services.affinity); None: none
+        chosen, or this process runs no API."""
+        if "api" not in s.roles or not affinity.supported():
+            return None
+        return affinity.api_cores(s.api_cpus, affinity.allowed_cores(), os.getpid(), apart)
 
     def _serve_metrics(self, address: str) -> None:
         host, _, port = address.rpartition(":")
@@ -220,13 +221,18 @@ class PipelineProcess:
     with us (PR_SET_PDEATHSIG), is stopped after the API (so the relay sends the last
     writes) and started again if it exits on its own."""
 
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(
+        self, settings: Settings, bootstrap: str, cores: frozenset[int] | None = None
+    ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.process: subprocess.Popen[bytes] | None = None
-        # The child may use every core this process may use now, before the API's threads
-        # are kept on theirs (a child started again later would inherit those otherwise).
-        self.cores = affinity.allowed_cores() if affinity.supported() else None
+        # The cores the child runs on (services.affinity.pipeline_cores), set in the child
+        # itself: one started again after the API's threads were kept on theirs would
+        # inherit those otherwise. None: the cores this process may use now.
+        if cores is None and affinity.supported():
+            cores = affinity.allowed_cores()
+        self.cores = cores
 
     def _env(self) -> dict[str, str]:
         s = self.settings
@@ -258,8 +264,8 @@ class PipelineProcess:
         return self
 
     def _in_child(self) -> None:
-        """Runs in the child before it starts: it dies with us (PR_SET_PDEATHSIG) and may use
-        the cores we could when we started it first."""
+        """Runs in the child before it starts: it dies with us (PR_SET_PDEATHSIG) and runs on
+        its cores."""
         die_with_parent()
         if self.cores is not None:
             os.sched_setaffinity(0, self.cores)

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from services.affinity import AffinityError, api_cores
+from services.affinity import AffinityError, api_cores, pipeline_cores
 from services.config import Settings, SettingsError
 
 
@@ -31,6 +31,13 @@ def test_named_cores_are_used_as_given_and_must_be_allowed() -> None:
         api_cores("4", {0, 1}, pid=0, pipeline_apart=True)
     with pytest.raises(AffinityError, match="choose 'auto', 'off' or core numbers"):
         api_cores("first", {0, 1}, pid=0, pipeline_apart=True)
+
+
+def test_the_relay_and_projector_get_the_cores_the_api_is_not_kept_on() -> None:
+    assert pipeline_cores({0, 1}, frozenset({0})) == frozenset({1})
+    assert pipeline_cores({0, 1, 2, 3}, frozenset({2})) == frozenset({0, 1, 3})
+    assert pipeline_cores({0, 1}, None) is None  # left where the API process may run
+    assert pipeline_cores({0, 1}, frozenset({0, 1})) is None  # none left: share them
 
 
 def test_a_wrong_setting_is_refused_before_anything_starts() -> None:
