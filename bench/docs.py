@@ -171,8 +171,14 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         "their commit (shared by a batch), the answer. "
         + _group_peer(results, ceiling, api_per_call)
         + _flash_neighbours(backend_cpu, results)
-        + "What would reach 0.70: less Python per purchase than that, "
-        "or more than one core for the API: several API processes each owning a share of the "
+        + (
+            "What would reach 0.70: a whole core for the API (its CPU per call is within the "
+            f"budget above, but it ran at {api_cores:.2f} of one: the load process and the "
+            "broker are left to the system and may run there too), less Python per purchase, "
+            if api_per_call <= budget
+            else "What would reach 0.70: less Python per purchase than that, "
+        )
+        + "or more than one core for the API: several API processes each owning a share of the "
         "units (the stock item split into per-process allocations, as campaigns already are)."
     )
     budget_pos = _pos_budget(results)
@@ -318,14 +324,13 @@ def _flash_neighbours(backend_cpu: dict[str, Any], results: dict[str, Any]) -> s
         f"broker {use['broker']:.2f} (the sale's events, and the relay's position markers, one "
         f"per partition per relay call), beside the API and the load process ({load:.2f}): "
         f"{total:.2f} of the 2 cores in all, where the no-op servers share them with the load "
-        "alone. Their share holds the sale back by about a fifth (measured apart from this "
-        "run, 2026-12-01, 30,000 units, the broker warmed for 15 s, each pair back to back): "
-        "with the relay+projector process's threads at nice 10 the sale sold 4,229, 4,425 and "
-        "3,669 units/s against 3,439, 3,386 and 3,375 at nice 0, but the POS projection lag's "
-        "p99 at half load rose from 113-213 ms to 302-505 ms (224-320 at nice 5), past its "
-        "250 ms target, so the pipeline keeps its share; SCHED_BATCH (the same share, no "
-        "wake-up preemption) made no consistent difference (3,290, 3,725, 3,271 against "
-        "2,718, 4,179, 3,671). "
+        "alone. Sharing the API's core with them held the sale back (measured apart from "
+        "this run, 2026-12-01, 30,000 units, the broker warmed, in turns): with every thread "
+        "left to the system the sale sold 1,158 and 1,213 units/s, with the API's threads "
+        "kept on one core and the relay+projector process on the other (what "
+        "RETAIL_API_CPUS=auto does, services.affinity) 1,399 and 1,381; before that, the "
+        "relay+projector process at nice 10 had sold about a fifth more than at nice 0, but "
+        "with the POS projection lag's p99 at half load past its 250 ms target. "
     )
 
 
