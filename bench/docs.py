@@ -529,27 +529,21 @@ def _details(results: dict[str, Any]) -> list[str]:
     return lines if len(lines) > 3 else []
 
 
+# The pipeline's stages taken in turns with their raw baselines (bench.pipeline.TURNS).
+_TURNED_STAGES = (("relay", "relay"), ("raw_produce", "raw produce"),
+                  ("projector", "projector"), ("raw_consume", "raw consume"))  # fmt: skip
+
+
 def _pipeline_details(pipeline: dict[str, Any]) -> list[str]:
     lines = []
     stages = ", ".join(
         f"{name} {pipeline[key]['seconds']:.1f} s"
-        for key, name in (
-            ("relay", "relay"),
-            ("raw_produce", "raw produce"),
-            ("projector", "projector"),
-            ("raw_consume", "raw consume"),
-            ("rebuild", "rebuild"),
-        )
+        for key, name in (*_TURNED_STAGES, ("rebuild", "rebuild"))
     )
     lines.append(f"- Pipeline stages, timed part (a round's on average): {stages}.")
     rounds = "; ".join(
         f"{name} " + ", ".join(f"{rate:,.0f}" for rate in pipeline[key].get("rounds", []))
-        for key, name in (
-            ("relay", "relay"),
-            ("raw_produce", "raw produce"),
-            ("projector", "projector"),
-            ("raw_consume", "raw consume"),
-        )
+        for key, name in _TURNED_STAGES
     )
     lines.append(f"- Pipeline rounds, rate of each (events or records/s): {rounds}.")
     floor, consume = pipeline.get("rows_floor") or {}, pipeline.get("raw_consume") or {}

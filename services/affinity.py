@@ -31,10 +31,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from services.config import SettingsError
 
-
-class AffinityError(SettingsError):
+class AffinityError(ValueError):
     """RETAIL_API_CPUS names something this process cannot use."""
 
 
@@ -49,18 +47,12 @@ def allowed_cores() -> frozenset[int]:
     return frozenset(os.sched_getaffinity(0))
 
 
-def api_cores(
-    setting: str, allowed: Iterable[int], pid: int, pipeline_apart: bool
-) -> frozenset[int] | None:
-    """The cores for the API process's threads under `setting`; None leaves them be."""
+def parse(setting: str, allowed: Iterable[int]) -> str | frozenset[int]:
+    """RETAIL_API_CPUS as 'auto', 'off' or the cores it names (each one `allowed`)."""
     cores = sorted(allowed)
     choice = setting.strip().lower() or "auto"
-    if choice == "off":
-        return None
-    if choice == "auto":
-        if not pipeline_apart or len(cores) < 2:
-            return None
-        return frozenset({cores[pid % len(cores)]})
+    if choice in ("auto", "off"):
+        return choice
     try:
         wanted = frozenset(int(part) for part in choice.split(",") if part.strip())
     except ValueError:
@@ -74,6 +66,19 @@ def api_cores(
             f"{','.join(map(str, cores))}"
         )
     return wanted
+
+
+def api_cores(
+    setting: str, allowed: Iterable[int], pid: int, pipeline_apart: bool
+) -> frozenset[int] | None:
+    """The cores for the API process's threads under `setting`; None leaves them be."""
+    cores = sorted(allowed)
+    choice = parse(setting, cores)
+    if not isinstance(choice, str):
+        return choice  # the cores named
+    if choice == "auto" and pipeline_apart and len(cores) >= 2:
+        return frozenset({cores[pid % len(cores)]})
+    return None
 
 
 def pipeline_cores(allowed: Iterable[int], api: frozenset[int] | None) -> frozenset[int] | None:

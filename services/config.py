@@ -10,6 +10,9 @@ from typing import Literal
 
 from psycopg.conninfo import conninfo_to_dict
 
+from services.affinity import AffinityError, allowed_cores
+from services.affinity import parse as parse_cores
+
 ROLES = frozenset({"api", "relay", "projector"})
 
 
@@ -95,10 +98,10 @@ class Settings:
             event_loop="asyncio" if event_loop == "asyncio" else "uvloop",
             api_cpus=get("API_CPUS", defaults.api_cpus) or defaults.api_cpus,
         )
-        # Checked here so that a wrong value stops `run` before anything starts.
-        from services.affinity import allowed_cores, api_cores  # noqa: PLC0415 - imports us
-
-        api_cores(settings.api_cpus, allowed_cores(), 0, pipeline_apart=True)
+        try:  # checked here, so that a wrong value stops `run` before anything starts
+            parse_cores(settings.api_cpus, allowed_cores())
+        except AffinityError as error:
+            raise SettingsError(str(error)) from None
         if settings.event_store == "postgres" and not settings.postgres_dsn:
             raise SettingsError("RETAIL_EVENT_STORE=postgres needs RETAIL_POSTGRES_DSN")
         return settings

@@ -86,8 +86,9 @@ class Backend:
         ensure_topics(bootstrap, s.topic_partitions, [*topics, dead_letter_topic])
         self.app = RetailApp(env=s.event_store_env())
         apart = bool(s.pipeline_process and "api" in s.roles and s.roles & {"relay", "projector"})
-        cores = self._api_cores(s, apart)
-        child = affinity.pipeline_cores(affinity.allowed_cores(), cores) if apart else None
+        allowed = affinity.allowed_cores()
+        cores = self._api_cores(s, allowed, apart)
+        child = affinity.pipeline_cores(allowed, cores) if apart else None
         if apart:
             if s.seed_demo:
                 seed_demo(self.app)  # before the child reads the store
@@ -140,12 +141,12 @@ class Backend:
             )
 
     @staticmethod
-    def _api_cores(s: Settings, apart: bool) -> frozenset[int] | None:
+    def _api_cores(s: Settings, allowed: frozenset[int], apart: bool) -> frozenset[int] | None:
         """The cores RETAIL_API_CPUS gives the API's threads (services.affinity); None: none
         chosen, or this process runs no API."""
         if "api" not in s.roles or not affinity.supported():
             return None
-        return affinity.api_cores(s.api_cpus, affinity.allowed_cores(), os.getpid(), apart)
+        return affinity.api_cores(s.api_cpus, allowed, os.getpid(), apart)
 
     def _serve_metrics(self, address: str) -> None:
         host, _, port = address.rpartition(":")
