@@ -193,8 +193,9 @@ class _Call(Ticket):
 
 
 # The flash desk's shape (services.flash.FlashDesk's defaults): batches of up to 1,000, at
-# most 50,000 queued, a batch waits up to 1 ms for company while it holds fewer than 32.
-_DESK_SHAPE = (1000, 50_000, 0.001, 32)
+# most 50,000 queued, a batch waits up to 10 ms for company while it holds fewer than 32 and
+# more keep coming.
+_DESK_SHAPE = (1000, 50_000, 0.010, 32)
 
 
 class _NoopDesk(Desk[_Call]):

@@ -111,12 +111,14 @@ class Desk(Generic[T]):
         max_queue: int,
         linger: float,
         gather: int,
+        tick: float = 0.001,
     ) -> None:
         self.name = name
         self.max_batch = max_batch
         self.max_queue = max_queue
-        self.linger = linger  # how long a batch waits for more commands ...
-        self.gather = gather  # ... while it has fewer than this many
+        self.linger = linger  # the longest a batch waits for more commands ...
+        self.gather = gather  # ... while it has fewer than this many ...
+        self.tick = tick  # ... and more keep coming: at least one every tick
         self.batches = 0
         self._queue: queue.SimpleQueue[T | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -148,24 +150,50 @@ class Desk(Generic[T]):
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            # A commit costs about the same for 1 command as for 30: wait a moment for
-            # company before deciding (measured in the flash sale, 30,000 units, 64 buyers in
-            # flight: batches of 6-10 and 1,400-1,800 confirmed/s without; 2,000-2,500 with
-            # 1 ms).
-            until = time.monotonic() + self.linger
+            self._wait_for_company()
+            batch, stopping = [first], False
             while len(batch) < self.max_batch:
-                wait = until - time.monotonic() if len(batch) < self.gather else 0.0
                 try:
-                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._decide_and_answer(batch)
-                    self._queue.put(None)  # keep the stop marker for stop() to drain behind
-                    return
+                    stopping = True
+                    break
                 batch.append(more)
             self._decide_and_answer(batch)
+            if stopping:
+                self._queue.put(None)  # keep the stop marker for stop() to drain behind
+                return
+
+    def _wait_for_company(self) -> None:
+        """A commit costs about the same for 1 command as for 30, so a batch waits for
+        company: in ticks, for as long as more commands arrived during the last one, until
+        it has `gather` of them or waited `linger`. A lone command waits one tick; a crowd
+        fills the batch. The thread sleeps meanwhile instead of waiting on the queue, so a
+        caller's put wakes nobody.
+
+        Measured (30,000-unit flash sale over gRPC, 64 buyers in flight, the API process on
+        one core, its relay and projector elsewhere; 2026-12-01): waiting on the queue for up
+        to 1 ms, as this desk did, gave batches of 4.7 on average and 1,372-1,759 confirmed/s;
+        the desk thread used 0.19 ms of the API core's CPU a purchase, 0.17 of it deciding and
+        committing (0.8 ms a batch), the rest woken by every put. Waiting on the queue for up
+        to 5 ms: 1,656-1,689. Sleeping 5 ms: batches of 15, 1,936-2,006; sleeping 10 ms:
+        2,104-2,348; in ticks as here, up to 10 ms: batches of 20, 1,831-2,371 (the same
+        runs' machine was slower towards their end), the API process at 0.41-0.52 ms of CPU
+        a call where it was at 0.56-0.69.
+        """
+        until = time.monotonic() + self.linger
+        seen = self._queue.qsize()
+        while seen + 1 < self.gather:
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(self.tick, left))
+            queued = self._queue.qsize()
+            if queued == seen:
+                return  # nobody came during the tick: no crowd to wait for
+            seen = queued
 
     def _decide_and_answer(self, batch: list[T]) -> None:
         try:

@@ -162,7 +162,7 @@ class FlashDesk(Desk[_Purchase]):
         location: str,
         max_batch: int = 1000,
         max_queue: int = 50_000,
-        linger: float = 0.001,
+        linger: float = 0.010,
         gather: int = 32,
     ) -> None:
         super().__init__(f"flash desk of {sku} at {location}", max_batch, max_queue, linger, gather)
