@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from services.config import Settings, SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_the_embedded_mode() -> None:
@@ -39,3 +46,18 @@ def test_postgres_is_chosen_by_configuration() -> None:
 def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "false"), ("1", "1")])
+def test_the_backend_turns_grpc_fork_support_off_unless_told(given: str | None, seen: str) -> None:
+    """Its children exec right after fork; with the support on, one may abort before it
+    does (services.cli). A caller's own setting is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    if given is not None:
+        env["GRPC_ENABLE_FORK_SUPPORT"] = given
+    shown = subprocess.run(
+        [sys.executable, "-c",
+         "import os, services.cli; print(os.environ['GRPC_ENABLE_FORK_SUPPORT'])"],
+        env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+    ).stdout.strip()  # fmt: skip
+    assert shown == seen
