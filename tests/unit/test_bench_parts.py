@@ -122,3 +122,19 @@ def test_half_load_parts_overlap_when_a_no_op_part_was_as_slow_as_a_backend_part
     assert _parts_overlap(run(18.3, 11.1), run(9.7, 11.4))
     assert not _parts_overlap(run(18.3, 11.1), run(9.7, 7.9))
     assert not _parts_overlap(run(), run(9.7))
+
+
+def test_the_flash_sale_is_explained_only_when_its_target_is_missed() -> None:
+    from bench.docs import _analysis  # noqa: PLC0415
+
+    def flash_text(confirmed: float, naive: float) -> list[str]:
+        results = {
+            "flash": {"confirmed_per_second": confirmed, "rate": confirmed},
+            "flash_ceiling": {"rate": 2_000.0},
+            "flash_naive": {"confirmed_per_second": naive},
+        }
+        return [line for line in _analysis(results) if line.startswith("- Flash sale")]
+
+    assert flash_text(1_400.0, 1_000.0) == []  # 0.70 of the ceiling, above the naive peer
+    assert len(flash_text(1_399.0, 1_000.0)) == 1
+    assert len(flash_text(1_500.0, 1_600.0)) == 1  # below the naive peer
