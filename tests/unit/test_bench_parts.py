@@ -138,3 +138,12 @@ def test_the_flash_sale_is_explained_only_when_its_target_is_missed() -> None:
     assert flash_text(1_400.0, 1_000.0) == []  # 0.70 of the ceiling, above the naive peer
     assert len(flash_text(1_399.0, 1_000.0)) == 1
     assert len(flash_text(1_500.0, 1_600.0)) == 1  # below the naive peer
+
+
+def test_the_desk_hand_off_is_described_by_how_it_compares_with_the_plain_no_op() -> None:
+    from bench.docs import _handing  # noqa: PLC0415
+
+    assert "1.11 times as fast" in _handing(2_965.0, 2_665.0)
+    assert "as fast as the plain" in _handing(2_600.0, 2_665.0)
+    assert "reaches 0.80 of the plain" in _handing(2_132.0, 2_665.0)
+    assert _handing(0.0, 2_665.0) == ""
