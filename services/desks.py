@@ -113,6 +113,8 @@ class Desk(Generic[T]):
         gather: int,
         tick: float = 0.001,
     ) -> None:
+        if tick <= 0:
+            raise ValueError(f"{name}: tick must be positive, got {tick}")
         self.name = name
         self.max_batch = max_batch
         self.max_queue = max_queue

