@@ -40,6 +40,7 @@ import grpc
 from grpc import aio
 
 from protos.retail.v1 import order_pb2, pos_pb2, stock_pb2
+from services import flash
 from services.desks import Desk, Ticket, answer_of
 from services.rpc.loop import new_event_loop
 
@@ -192,10 +193,8 @@ class _Call(Ticket):
         self.request, self.context = request, context
 
 
-# The flash desk's shape (services.flash.FlashDesk's defaults): batches of up to 1,000, at
-# most 50,000 queued, a batch waits up to 10 ms for company while it holds fewer than 32 and
-# more keep coming.
-_DESK_SHAPE = (1000, 50_000, 0.010, 32)
+# The flash desk's shape (services.flash): batch size, queue bound, linger and gather.
+_DESK_SHAPE = (flash.MAX_BATCH, flash.MAX_QUEUE, flash.LINGER, flash.GATHER)
 
 
 class _NoopDesk(Desk[_Call]):

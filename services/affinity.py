@@ -62,10 +62,14 @@ def parse(setting: str, allowed: Iterable[int]) -> str | frozenset[int]:
         ) from None
     if not wanted or not wanted <= set(cores):
         raise AffinityError(
-            f"RETAIL_API_CPUS={setting!r}: this process may only use cores "
-            f"{','.join(map(str, cores))}"
+            f"RETAIL_API_CPUS={setting!r}: this process may only use cores {listed(cores)}"
         )
     return wanted
+
+
+def listed(cores: Iterable[int]) -> str:
+    """Cores as RETAIL_API_CPUS names them: '0' or '2,3'."""
+    return ",".join(map(str, sorted(cores)))
 
 
 def api_cores(

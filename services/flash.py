@@ -38,6 +38,10 @@ from services.desks import Desk, Ticket, answer_of
 log = logging.getLogger(__name__)
 
 MAX_UNITS_PER_PURCHASE = 100
+# A flash desk's batches (services.desks.Desk): up to MAX_BATCH purchases, at most MAX_QUEUE
+# queued; a batch waits up to LINGER seconds for company while it holds fewer than GATHER and
+# more keep coming. The bench's desk no-op and group-commit peer take the same shape.
+MAX_BATCH, MAX_QUEUE, LINGER, GATHER = 1000, 50_000, 0.010, 32
 # A desk's stock item in memory is read again when older than this: another process may have
 # moved it (a save of ours would find out, but a sold-out answer saves nothing).
 STALE_AFTER = 0.5
@@ -160,10 +164,10 @@ class FlashDesk(Desk[_Purchase]):
         book: OrderBook,
         sku: str,
         location: str,
-        max_batch: int = 1000,
-        max_queue: int = 50_000,
-        linger: float = 0.010,
-        gather: int = 32,
+        max_batch: int = MAX_BATCH,
+        max_queue: int = MAX_QUEUE,
+        linger: float = LINGER,
+        gather: int = GATHER,
     ) -> None:
         super().__init__(f"flash desk of {sku} at {location}", max_batch, max_queue, linger, gather)
         self.app = app
@@ -315,7 +319,7 @@ class _Round:
 class FlashSales:
     """The desks of every SKU on flash sale, created on first purchase."""
 
-    def __init__(self, app: RetailApp, max_batch: int = 1000) -> None:
+    def __init__(self, app: RetailApp, max_batch: int = MAX_BATCH) -> None:
         self.app = app
         self.max_batch = max_batch
         self._desks: dict[tuple[str, str], FlashDesk] = {}

@@ -96,10 +96,10 @@ class Backend:
             s = s.with_changes(roles=frozenset({"api"}), seed_demo=False)
         if cores is not None:  # before the API's threads start: they inherit it
             affinity.keep_threads_on(cores)
-            beside = f", the relay/projector process on {_listed(child)}" if child else ""
+            beside = f", the relay/projector process on {affinity.listed(child)}" if child else ""
             log.info(
                 "API threads kept on core %s%s (RETAIL_API_CPUS=%s; off leaves them be)",
-                _listed(cores), beside, s.api_cpus,
+                affinity.listed(cores), beside, s.api_cpus,
             )  # fmt: skip
         if s.seed_demo and "api" in s.roles:
             seed_demo(self.app)
@@ -280,10 +280,6 @@ class PipelineProcess:
     def stop(self, grace: float = 20.0) -> None:
         process, self.process = self.process, None
         stop_child(process, grace, "the relay/projector process")
-
-
-def _listed(cores: frozenset[int]) -> str:
-    return ",".join(map(str, sorted(cores)))
 
 
 def _start_sweeper(app: RetailApp, stop: threading.Event, every: float = 0.5) -> threading.Thread:
