@@ -663,10 +663,11 @@ def render(
         "- The naive peer: `bench.servers naive`, the same server answering FlashBuy with "
         "`UPDATE stock SET qty = qty - 1 WHERE sku = ? AND qty > 0` committed per call on a "
         "SQLite file in WAL mode with the default synchronous setting (the kind of file the "
-        "backend's default event store is), one connection behind a lock. It sells half of N "
-        "just before the backend's flash sale and the other half just after it, each half on "
-        "a server and file of its own beside the idle backend; its figure is N over the two "
-        "halves' summed time to sell out, and its percentiles are over every call of both.",
+        "backend's default event store is), one connection behind a lock. Like the no-op "
+        "servers it sells a quarter of N just before the backend's flash sale and another "
+        "just after it, each quarter on a server and file of its own beside the idle backend; "
+        "its figure is the units of both over their summed time to sell out, and its "
+        "percentiles are over every call of both.",
         "- The group-commit peer: `bench.servers group`, the grpc.aio server handing each "
         "FlashBuy to a desk thread through the backend's desk machinery (as `handoff_aio` "
         "does); the thread decides what has queued up against a counter and commits the "
@@ -696,7 +697,7 @@ def render(
         "with a unique order id, no member (the SKU has no per-member limit); "
         "`BENCH_FLASH_UNITS` changes N. The baselines (no-op servers, naive and group-commit "
         f"peers) sell half of N, {sizes.baseline_units:,} units, to that plus a tenth buyers "
-        "(the naive peer twice, so N in all; each no-op server in two quarters): "
+        "(the no-op servers and the naive peer each in two quarters): "
         "their figure is the time to sell out, the sold-out tail after it would only lengthen "
         "the run.",
         f"- GetStock: random demo SKUs (8), each stocked at the 6 demo locations, at most "

@@ -411,19 +411,16 @@ class Bench:
             self.children.stop(server)
 
     def baseline_part(self, mode: str, index: int) -> dict[str, Any]:
-        """Part `index` (0 or 1) of a baseline's flash sale beside the idle backend: the naive
-        peer sells half of N a part (on a SQLite file of its own), a no-op server a quarter;
-        a fresh server each time. The idle backend's CPU meanwhile is the window
-        flash_beside."""
+        """Part `index` (0 or 1) of a baseline's flash sale beside the idle backend: a quarter
+        of N a part, on a fresh server each time (the naive peer on a SQLite file of its
+        own). The idle backend's CPU meanwhile is the window flash_beside."""
         s = self.sizes
+        units = max(s.baseline_units // 2, 1)
+        server_spec: dict[str, Any] = {}
         if mode == "naive":
-            units = s.baseline_units if index == 0 else s.flash_units - s.baseline_units
             db = self.work / f"naive-{index}" / "stock.sqlite"
             db.parent.mkdir(parents=True, exist_ok=True)
             server_spec = {"db": str(db), "sku": FLASH_SKU, "naive_connections": "shared"}
-        else:
-            units = max(s.baseline_units // 2, 1)
-            server_spec = {}
         server, target = start_server(
             self.children,
             {**server_spec, "mode": mode, "workers": s.grpc_workers, "units": units},

@@ -1,4 +1,4 @@
-"""How big each scenario is: the defaults fit the whole run in about 15 minutes on a 2-core
+"""How big each scenario is: the defaults fit the whole run in about 12 minutes on a 2-core
 machine; BENCH_QUICK=1 is a smoke run of a minute or two. BENCH_FLASH_UNITS and friends
 override single sizes."""
 
@@ -33,8 +33,8 @@ class Sizes:
 
     @property
     def baseline_units(self) -> int:
-        """What the no-op servers and the group-commit peer sell (and each half of the naive
-        peer's sale): half of N."""
+        """What each baseline sells (the no-op servers and the naive peer in two quarters,
+        the group-commit peer at once): half of N."""
         return max(self.flash_units // 2, 1)
 
 
