@@ -147,3 +147,16 @@ def test_the_desk_hand_off_is_described_by_how_it_compares_with_the_plain_no_op(
     assert "as fast as the plain" in _handing(2_600.0, 2_665.0)
     assert "reaches 0.80 of the plain" in _handing(2_132.0, 2_665.0)
     assert _handing(0.0, 2_665.0) == ""
+
+
+def test_the_group_commit_peer_is_compared_per_call_only_when_the_backend_costs_more() -> None:
+    from bench.docs import _group_peer  # noqa: PLC0415
+
+    def text(api_per_call: float) -> str:
+        peer = {"confirmed_per_second": 2_457.0, "rate": 2_500.0, "server_cores": 1.07}
+        return _group_peer({"flash_group": peer}, 3_061.0, api_per_call)
+
+    assert "0.052 ms more per call in the API process" in text(0.000480)
+    assert "more per call" not in text(0.000388)
+    assert "0.388 ms a call is not above the peer's" in text(0.000388)
+    assert _group_peer({}, 3_061.0, 0.000388) == ""
