@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.builders import UnknownEventError, rows_for
 from protos.retail.v1 import common_pb2, events_pb2
@@ -36,3 +38,36 @@ def test_a_location_registration_gives_its_kind_and_channel() -> None:
 def test_an_envelope_without_a_known_payload_is_refused() -> None:
     with pytest.raises(UnknownEventError):
         rows_for(events_pb2.EventEnvelope(event_type="retail.Future.Thing"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    price=st.integers(min_value=0, max_value=10**9),
+    rate=st.sampled_from([0, 300, 600, 900, 1300]),
+    orders=st.lists(
+        st.tuples(st.integers(min_value=1, max_value=50), st.sampled_from(["", "LIVE-1", "M-2"])),
+        min_size=1, max_size=40,
+    ),
+)  # fmt: skip
+def test_a_flash_batch_gives_each_order_the_fact_it_would_have_alone(
+    price: int, rate: int, orders: list[tuple[int, str]]
+) -> None:
+    from projections.builders import _fact, _when  # noqa: PLC0415
+
+    envelope = events_pb2.EventEnvelope(position=41, event_id="e-1")
+    envelope.flash_batch_confirmed.CopyFrom(
+        events_pb2.FlashBatchConfirmed(
+            batch_id="B", sku="TINA-30", location="ONLINE", tax_rate_bp=rate,
+            unit_price=common_pb2.Money(minor_units=price, currency="CNY"),
+            orders=[
+                events_pb2.FlashOrderLine(order_id=f"F-{n}", quantity=quantity, campaign=campaign)
+                for n, (quantity, campaign) in enumerate(orders)
+            ],
+        )
+    )  # fmt: skip
+    (row,) = rows_for(envelope)
+    ids = _when(envelope).ids
+    assert row.values.own == [  # type: ignore[union-attr]
+        _fact(ids, n, f"F-{n}", "TINA-30", campaign, quantity, price * quantity, 0, rate, "CNY")
+        for n, (quantity, campaign) in enumerate(orders)
+    ]
