@@ -61,3 +61,9 @@ def test_the_backend_turns_grpc_fork_support_off_unless_told(given: str | None, 
         env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT,
     ).stdout.strip()  # fmt: skip
     assert shown == seen
+
+
+def test_the_tests_run_with_grpc_fork_support_off() -> None:
+    # tests/conftest.py turns it off before gRPC loads: brokers and backend processes are
+    # started from a process that serves gRPC (see there).
+    assert os.environ["GRPC_ENABLE_FORK_SUPPORT"] == "false"
