@@ -317,19 +317,19 @@ def _group_peer(results: dict[str, Any], ceiling: float, api_per_call: float) ->
         "the admission rules, the FlashBatch and stock movement events built, encoded and "
         "saved through eventsourcing, the order book that answers retries, the error map"
     )
+    beside = "and the relay, projector and broker carrying the events on beside it"
     if api_per_call > per_call:
         detail = (
             f"{1000 * (api_per_call - per_call):.3f} ms more per call in the API process "
-            f"({work}), and the relay, projector and broker carrying the events on beside it"
+            f"({work}), {beside}"
         )
     else:
         # The backend's calls are half sold-out answers, which save nothing; the peer's are
         # nearly all purchases: their averages do not say what a purchase costs more.
         detail = (
-            f"{work}, and the relay, projector and broker carrying the events on beside it "
-            f"(the API process's {1000 * api_per_call:.3f} ms a call is not above the "
-            "peer's, but it is averaged over the sold-out answers too, which save nothing, "
-            "where the peer's calls are nearly all purchases)"
+            f"{work}, {beside} (the API process's {1000 * api_per_call:.3f} ms a call is not "
+            "above the peer's, but it is averaged over the sold-out answers too, which save "
+            "nothing, where the peer's calls are nearly all purchases)"
         )
     return (
         f"The group-commit peer, the same kind of server and desk thread committing each "

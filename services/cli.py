@@ -17,13 +17,6 @@ from sqlalchemy.engine import URL
 from services.config import Settings, SettingsError
 from services.localkafka import BrokerError
 
-# The backend's children (the relay+projector process, the local broker) exec right after
-# fork, so gRPC's fork support is not needed; with it on, a child between fork and exec may
-# restart gRPC's poller on a descriptor that close_fds just closed and abort (grpc/grpc#43157;
-# seen here as SIGABRT with "epoll_wait error: Bad file descriptor" when a process that talks
-# gRPC started others). Set before gRPC loads; a setting of the caller's is kept.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Omnichannel retail backend.")
 
 

@@ -9,12 +9,10 @@ from urllib.parse import quote
 
 import pytest
 
-# Before anything here loads gRPC: with its fork support on (the default), a process that
-# forks while gRPC's threads run can abort in the child before exec (grpc/grpc#43157). The
-# tests start brokers and backend processes from a process that serves gRPC (in-process
-# backends): a fresh-clone run lost the broker restart of tests/fault/test_broker_outage.py
-# to it (the child exited with SIGABRT, "epoll_wait error: Bad file descriptor" in the
-# broker's log). services.cli sets the same for the product's processes.
+# gRPC's fork support off before anything here loads gRPC (why: services/__init__.py), and
+# off even if the caller turned it on: the tests start brokers and backend processes from a
+# process that serves gRPC. With it on, a fresh-clone run lost the broker restart of
+# tests/fault/test_broker_outage.py (SIGABRT in the child before exec).
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
 from services.localkafka import LocalKafka

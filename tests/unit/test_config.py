@@ -51,7 +51,7 @@ def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], named
 @pytest.mark.parametrize(("given", "seen"), [(None, "false"), ("1", "1")])
 def test_the_backend_turns_grpc_fork_support_off_unless_told(given: str | None, seen: str) -> None:
     """Its children exec right after fork; with the support on, one may abort before it
-    does (services.cli). A caller's own setting is kept."""
+    does (services/__init__.py). A caller's own setting is kept."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     if given is not None:
         env["GRPC_ENABLE_FORK_SUPPORT"] = given
