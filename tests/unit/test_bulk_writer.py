@@ -132,3 +132,37 @@ def test_facts_in_groups_read_back_as_core_writes_them_as_named_rows(
     assert _everything(bulk_engine) == _everything(core_engine)
     assert len(_everything(bulk_engine)["sales_fact"]) == 3
     assert sorted(FACT_OWN + FACT_SHARED) == sorted(c.name for c in FACTS.columns)
+
+
+def test_a_group_larger_than_one_statement_and_a_group_upserted_again(
+    engines: tuple[Engine, Engine],
+) -> None:
+    def shared(position: int) -> tuple[Any, ...]:
+        return ("online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06",
+                "2026-02-06T12", False, position)  # fmt: skip
+
+    def own(key: str, units: int) -> tuple[Any, ...]:
+        return key, f"F-{key}", "TINA-30", "", units, 12800 * units, 0, 12800 * units, 9, "CNY"
+
+    bulk_engine, core_engine = engines
+    writer = BulkWriter(bulk_engine.dialect)
+    size = writer.MAX_GROUP_ROWS
+    big = Facts([own(f"1/{n:04d}", 1) for n in range(2 * size + 3)], shared(1))
+    again = Facts([own("1/0000", 5), own("2/0", 2)], shared(2))  # the first row changed
+    with bulk_engine.begin() as conn:
+        writer.upsert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, [big])
+        writer.upsert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, [again])
+    with core_engine.begin() as conn:
+        for group in (big, again):
+            insert = sqlite.insert(FACTS)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={c.name: insert.excluded[c.name] for c in FACTS.columns if c.name != "id"},
+                ),
+                group.rows(),
+            )
+    stored = _everything(bulk_engine)["sales_fact"]
+    assert stored == _everything(core_engine)["sales_fact"]
+    assert len(stored) == 2 * size + 4
+    assert stored[0][FACTS.c.keys().index("units")] == 5
