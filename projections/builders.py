@@ -84,8 +84,10 @@ FACT_SHARED = (
 FACT_COLUMNS = FACT_OWN + FACT_SHARED
 
 
-def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
-    kind = envelope.WhichOneof("payload")
+def rows_for(envelope: events_pb2.EventEnvelope, kind: str | None = None) -> list[Row]:
+    """The rows `envelope` sets; `kind` is its payload's name when the caller knows it."""
+    if kind is None:
+        kind = envelope.WhichOneof("payload")
     if kind == "stock_moved":
         moved = envelope.stock_moved
         return [_stock(moved.sku, moved.location, moved.levels, envelope)]
@@ -124,12 +126,14 @@ def rows_for(envelope: events_pb2.EventEnvelope) -> list[Row]:
     raise UnknownEventError(f"no view applies event type {envelope.event_type!r} ({kind})")
 
 
-def superseding_key(envelope: events_pb2.EventEnvelope) -> tuple[str, str] | None:
+def superseding_key(
+    envelope: events_pb2.EventEnvelope, kind: str | None = None
+) -> tuple[str, str] | None:
     """The key of the row a stock movement sets, None for any other payload. That row holds
     the item's levels after the movement, so a later movement of the same item supersedes
     it: a caller applying many envelopes at once needs to build only the last one of each
-    key (with `rows_for`, which cannot refuse it)."""
-    if envelope.HasField("stock_moved"):
+    key (with `rows_for`, which cannot refuse it). `kind`: as in `rows_for`."""
+    if kind == "stock_moved" or (kind is None and envelope.HasField("stock_moved")):
         moved = envelope.stock_moved
         return moved.sku, moved.location
     return None
@@ -144,20 +148,6 @@ NO_VIEW_YET = frozenset(
         "sku_stocked", "stock_sealed",
     }
 )  # fmt: skip
-
-
-def _sale_view(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
-    sale, position = envelope.sale_recorded, envelope.position
-    return [
-        Row("sale_view", (sale.sale_id,), {
-            "sale_id": sale.sale_id, "terminal": sale.terminal,
-            "client_sale_id": sale.client_sale_id, "location": sale.location,
-            "total_minor": sale.total.minor_units, "currency": sale.total.currency,
-            "units": sum(line.quantity for line in sale.lines),
-            "occurred_at": when.occurred,
-            "position": position,
-        })
-    ]  # fmt: skip
 
 
 def _return_view(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
@@ -244,21 +234,24 @@ def day_and_hour(stamp: Timestamp) -> tuple[str, str]:
 
 class _When(NamedTuple):
     """What an envelope's facts share, worked out once per envelope: its occurred_at as an
-    instant, business day and hour, and the start of its facts' ids."""
+    instant, business day and hour, the start of its facts' ids and its position."""
 
     occurred: datetime
     day: str
     hour: str
     ids: str
+    position: int
 
 
 def _when(envelope: events_pb2.EventEnvelope) -> _When:
-    stamp = envelope.occurred_at
+    stamp, position = envelope.occurred_at, envelope.position
+    seconds = stamp.seconds
     # A fact's id is its event's id and line after the event's position, zero-padded: facts
     # are then inserted in about key order instead of at random places of the id's index
     # (14.1 -> 11.1 us per sales_fact row on a bench run's events).
-    ids = f"{envelope.position:012d}.{envelope.event_id}/"
-    return _When(utc(stamp), *day_and_hour(stamp), ids)
+    ids = f"{position:012d}.{envelope.event_id}/"
+    occurred = _EPOCH + timedelta(seconds=seconds, microseconds=stamp.nanos // 1000)
+    return _When(occurred, *_day_and_hour_of_utc_hour(seconds // 3600), ids, position)
 
 
 def _fact_base(
@@ -269,7 +262,7 @@ def _fact_base(
     source = envelope.source
     return (
         kind, location, CHANNEL_NAMES.get(source.channel, ""), source.district, terminal, shift,
-        when.occurred, when.day, when.hour, late, envelope.position,
+        when.occurred, when.day, when.hour, late, when.position,
     )  # fmt: skip
 
 
@@ -299,24 +292,43 @@ def _payment(
         "id": key, "sale_id": sale_id, "location": location, "terminal": terminal,
         "shift_id": shift, "method": PAYMENT_NAMES.get(payment.method, ""),
         "amount_minor": sign * payment.amount.minor_units, "currency": payment.amount.currency,
-        "reference": payment.reference, "business_day": day, "position": envelope.position,
+        "reference": payment.reference, "business_day": day, "position": when.position,
     })  # fmt: skip
 
 
-def _sale_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
+def _sale_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
+    """A till sale's view row, its lines' facts and its payments' facts.
+
+    Each field of the event is read once: reading a field of a protobuf message looks it up
+    by name and makes a new Python object each time. Read again for the view, each fact and
+    each payment before, with the projector reading each payload's name twice: together,
+    `Projector.apply` of a bench run's records went from 11,795 to 11,303 million
+    instructions (valgrind's cachegrind)."""
+    when = _when(envelope)
     sale = envelope.sale_recorded
-    base = _fact_base(
-        envelope, when, "sale", sale.location, sale.terminal, sale.shift_id, sale.late
-    )
-    own = [
-        _fact(when.ids, i, sale.sale_id, line.sku, "", line.quantity,
-              line.unit_price.minor_units * line.quantity, line.discount.minor_units,
-              line.tax_rate_bp, line.unit_price.currency)
-        for i, line in enumerate(sale.lines)
+    sale_id, location, terminal, shift = sale.sale_id, sale.location, sale.terminal, sale.shift_id
+    ids, position = when.ids, when.position
+    own = []
+    units = 0
+    for index, line in enumerate(sale.lines):
+        quantity, price = line.quantity, line.unit_price
+        gross, discount = price.minor_units * quantity, line.discount.minor_units
+        net = gross - discount
+        own.append((f"{ids}{index}", sale_id, line.sku, "", quantity, gross, discount, net,
+                    tax_included(net, line.tax_rate_bp), price.currency))  # fmt: skip
+        units += quantity
+    total = sale.total
+    rows = [
+        Row("sale_view", (sale_id,), {
+            "sale_id": sale_id, "terminal": terminal, "client_sale_id": sale.client_sale_id,
+            "location": location, "total_minor": total.minor_units, "currency": total.currency,
+            "units": units, "occurred_at": when.occurred, "position": position,
+        })
     ]  # fmt: skip
-    rows = _facts(when, own, base)
+    rows += _facts(when, own, _fact_base(envelope, when, "sale", location, terminal, shift,
+                                         sale.late))  # fmt: skip
     rows += [
-        _payment(envelope, when, i, sale.sale_id, sale.location, sale.terminal, sale.shift_id, p, 1)
+        _payment(envelope, when, i, sale_id, location, terminal, shift, p, 1)
         for i, p in enumerate(sale.payments)
     ]
     return rows
@@ -442,7 +454,7 @@ def _reservation_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
 
 FINANCE_BUILDERS: dict[str, Callable[[events_pb2.EventEnvelope], list[Row]]] = {
     "reservation_settled": _reservation_facts,
-    "sale_recorded": lambda e: [*_sale_view(e, w := _when(e)), *_sale_facts(e, w)],
+    "sale_recorded": _sale_rows,
     "sale_returned": lambda e: [*_return_view(e, w := _when(e)), *_return_facts(e, w)],
     "flash_order_confirmed": _online_facts,
     "flash_batch_confirmed": _flash_batch_facts,

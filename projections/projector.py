@@ -306,10 +306,10 @@ class Projector:
                 self.checkpointer.take_over(conn)
             stored = self._stored_offsets(conn, partitions)
             decoded = self._sort(batch, parsed, self._floors(stored))
-            batch.versions = self._applied_versions(conn, {e.stream_id for _, e in decoded})
+            batch.versions = self._applied_versions(conn, {e.stream_id for _, e, _ in decoded})
             applied = dict(batch.versions)
-            for record, envelope in decoded:
-                self._apply_one(batch, record, envelope)
+            for record, envelope, kind in decoded:
+                self._apply_one(batch, record, envelope, kind)
             for record, envelope in batch.latest.values():  # after an item's opening
                 self._build_latest(batch, record, envelope)
             self._claim(conn, partitions, stored)
@@ -400,12 +400,13 @@ class Projector:
         batch: _Batch,
         parsed: list[tuple[Record, events_pb2.EventEnvelope | None, str]],
         floors: dict[tuple[str, int], int],
-    ) -> list[tuple[Record, events_pb2.EventEnvelope]]:
-        """The batch's offsets, positions and poison, and the envelopes left to apply:
+    ) -> list[tuple[Record, events_pb2.EventEnvelope, str]]:
+        """The batch's offsets, positions and poison, and the envelopes left to apply with
+        their payload's name:
         records below their partition's floor (`_floors`) are dropped as already applied
         (applied again, they would set the partition's stored offset back)."""
         offsets, positions = batch.offsets, batch.positions
-        decoded: list[tuple[Record, events_pb2.EventEnvelope]] = []
+        decoded: list[tuple[Record, events_pb2.EventEnvelope, str]] = []
         for record, envelope, problem in parsed:
             where = (record.topic, record.partition)
             if record.offset < floors.get(where, 0):
@@ -418,10 +419,11 @@ class Projector:
                 continue
             if envelope.position > positions.get(where, 0):
                 positions[where] = envelope.position
-            if envelope.HasField("position_marker"):
+            kind = envelope.WhichOneof("payload")
+            if kind == "position_marker":
                 self.stats.markers += 1
                 continue
-            decoded.append((record, envelope))
+            decoded.append((record, envelope, kind or ""))
         return decoded
 
     def _committed(self, batch: _Batch, before: ProjectorStats) -> None:
@@ -506,14 +508,16 @@ class Projector:
         if self.dead_letters is not None:
             self.dead_letters.send(record, reason)
 
-    def _apply_one(self, batch: _Batch, record: Record, envelope: events_pb2.EventEnvelope) -> None:
+    def _apply_one(
+        self, batch: _Batch, record: Record, envelope: events_pb2.EventEnvelope, kind: str
+    ) -> None:
         stream, version = envelope.stream_id, envelope.stream_version
         applied = batch.versions.get(stream, 0)
         if version <= applied:
             self.stats.duplicates += 1
             return
         rows: list[Row] = []
-        superseding = superseding_key(envelope)
+        superseding = superseding_key(envelope, kind)
         if superseding is not None:
             # Only the batch's last envelope of each such key is built (in `apply`): building
             # the others' rows to overwrite them was 8 % of the time on a bench run's events
@@ -521,7 +525,7 @@ class Projector:
             batch.latest[superseding] = (record, envelope)
         else:
             try:
-                rows = rows_for(envelope)
+                rows = rows_for(envelope, kind)
             except Exception as error:  # whatever it is, it repeats: see _refused
                 batch.poison.append(_refused(record, error))
                 return

@@ -71,3 +71,53 @@ def test_a_flash_batch_gives_each_order_the_fact_it_would_have_alone(
         _fact(ids, n, f"F-{n}", "TINA-30", campaign, quantity, price * quantity, 0, rate, "CNY")
         for n, (quantity, campaign) in enumerate(orders)
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=10**7),
+            st.integers(min_value=0, max_value=10**5), st.sampled_from([0, 600, 1300]),
+        ),
+        min_size=0, max_size=6,
+    ),
+    payments=st.integers(min_value=0, max_value=2),
+)  # fmt: skip
+def test_a_sale_gives_its_view_a_fact_per_line_and_a_fact_per_payment(
+    lines: list[tuple[int, int, int, int]], payments: int
+) -> None:
+    from projections.builders import _fact, _when  # noqa: PLC0415
+
+    envelope = events_pb2.EventEnvelope(position=7, event_id="e-2", stream_version=1)
+    envelope.occurred_at.seconds = 1_770_000_000
+    sale = envelope.sale_recorded
+    sale.sale_id, sale.terminal, sale.location, sale.shift_id = "S-1", "T-1", "STORE-1", "SH-1"
+    for n, (quantity, price, discount, rate) in enumerate(lines):
+        sale.lines.add(
+            sku=f"SKU-{n}", quantity=quantity, tax_rate_bp=rate,
+            unit_price=common_pb2.Money(minor_units=price, currency="CNY"),
+            discount=common_pb2.Money(minor_units=discount, currency="CNY"),
+        )  # fmt: skip
+    for n in range(payments):
+        sale.payments.add(reference=f"R-{n}", amount=common_pb2.Money(minor_units=n + 1))
+    sale.total.minor_units = 99
+    rows = rows_for(envelope)
+    when = _when(envelope)
+    view, *rest = rows
+    assert view.table == "sale_view" and isinstance(view.values, dict)
+    assert view.values["units"] == sum(quantity for quantity, *_ in lines)
+    assert (view.values["total_minor"], view.values["position"]) == (99, 7)
+    facts = [row for row in rest if row.table == "sales_fact"]
+    assert [row.table for row in rest].count("payment_fact") == payments
+    if not lines:
+        assert not facts
+        return
+    (facts_row,) = facts
+    assert facts_row.values.own == [  # type: ignore[union-attr]
+        _fact(when.ids, n, "S-1", f"SKU-{n}", "", quantity, price * quantity, discount, rate, "CNY")
+        for n, (quantity, price, discount, rate) in enumerate(lines)
+    ]
+    shared = facts_row.values.shared  # type: ignore[union-attr]
+    assert shared[:2] + shared[4:6] == ("sale", "STORE-1", "T-1", "SH-1")
+    assert shared[-1] == 7
