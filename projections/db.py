@@ -172,7 +172,7 @@ class _Plan:
     def group_params(
         self, split: int, groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]]
     ) -> list[tuple[Any, ...]]:
-        """`params` of rows given in groups (see BulkWriter.upsert_groups): the first `split`
+        """`params` of rows given in groups (see BulkWriter.insert_groups): the first `split`
         columns are each row's own, the others the group's; those are converted once."""
         defaults = self.defaults
         own = [(index, process) for index, process in self.converts if index < split]
@@ -267,7 +267,7 @@ class BulkWriter:
             plan = self._upsert_plan(table, names, keep_highest)
             conn.exec_driver_sql(plan.sql, plan.params(group))
 
-    def upsert_groups(
+    def insert_groups(
         self,
         conn: Connection,
         table: Table,
@@ -275,30 +275,39 @@ class BulkWriter:
         shared: tuple[str, ...],
         groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]],
     ) -> None:
-        """`upsert` of rows given in groups whose rows share the values of some columns:
-        each group is its rows' own values (tuples of the columns `own`, in that order) and
-        the values of the columns `shared` that every row of it has."""
-        plan = self._upsert_plan(table, own + shared, ())
+        """Inserts rows that never change once written (an event's sales facts), given in
+        groups whose rows share the values of some columns: each group is its rows' own
+        values (tuples of the columns `own`, in that order) and the values of the columns
+        `shared` that every row of it has. A row whose key is stored already is left as it
+        is (ON CONFLICT DO NOTHING): it was written from the same event."""
+        plan = self._upsert_plan(table, own + shared, (), keep_stored=True)
         if self._numbered:
-            self._upsert_numbered(conn, plan, len(own), groups)
+            self._insert_numbered(conn, plan, len(own), groups)
             return
         params = plan.group_params(len(own), groups)
         if params:
             conn.exec_driver_sql(plan.sql, params)
 
-    def _upsert_numbered(
+    def _insert_numbered(
         self,
         conn: Connection,
         plan: _Plan,
         split: int,
         groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]],
     ) -> None:
-        """`upsert_groups` for SQLite: a group's rows in one statement (`_numbered_sql`), the
-        values they share bound once. Against an executemany of whole rows, a bench run's
-        100,000 flash-sale facts (5,593 groups of 1-62 rows, 21 columns of which 11 shared)
-        took 22,100 instead of 41,100 instructions a row, building the parameters included
-        (valgrind's cachegrind): each row binds 10 values instead of 21, and a statement is
-        run once a group instead of once a row."""
+        """`insert_groups` for SQLite: a group's rows in one statement (`_numbered_sql`), the
+        values they share bound once: each row binds its 10 values instead of 21, and a
+        statement runs once a group instead of once a row. Measured with valgrind's
+        cachegrind on a bench run's records: its 100,000 flash-sale facts (5,593 groups of
+        1-62 rows) took 22,100 instead of 41,100 instructions a fact, building the
+        parameters included.
+
+        The statement is INSERT OR FAIL ... DO NOTHING: a statement that writes many rows
+        and may abort half-way needs a statement journal to undo its own rows (an upsert's
+        DO UPDATE always may), and SQLite keeps it in a temporary file once it outgrows 64
+        kB: 148,000 page writes to such files for those 76,501 records, against none. OR
+        FAIL stops at a failed constraint without undoing the statement's earlier rows;
+        the error then rolls back the caller's whole transaction (the projector's batch)."""
         own = [(index, process) for index, process in plan.converts if index < split]
         shared = [(index - split, process) for index, process in plan.converts if index >= split]
         cursor = conn.connection.cursor()
@@ -377,18 +386,26 @@ class BulkWriter:
         return tuple(found)
 
     def _upsert_plan(
-        self, table: Table, names: tuple[str, ...], keep_highest: tuple[str, ...]
+        self,
+        table: Table,
+        names: tuple[str, ...],
+        keep_highest: tuple[str, ...],
+        keep_stored: bool = False,
     ) -> _Plan:
-        """The upsert of `names` into `table`, built once."""
-        plan = self._plans.get(("upsert", table.name, names, keep_highest))
+        """The upsert of `names` into `table`, built once; `keep_stored`: an insert that
+        leaves a stored row as it is (see `insert_groups`)."""
+        key = ("insert" if keep_stored else "upsert", table.name, names, keep_highest)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[("upsert", table.name, names, keep_highest)] = self._new_upsert(
-                table, names, keep_highest
-            )
+            plan = self._plans[key] = self._new_upsert(table, names, keep_highest, keep_stored)
         return plan
 
     def _new_upsert(
-        self, table: Table, names: tuple[str, ...], keep_highest: tuple[str, ...]
+        self,
+        table: Table,
+        names: tuple[str, ...],
+        keep_highest: tuple[str, ...],
+        keep_stored: bool = False,
     ) -> _Plan:
         q, name = self._quote, self.dialect.identifier_preparer.format_table(table)
         keys = [c.name for c in table.primary_key.columns]
@@ -406,12 +423,13 @@ class BulkWriter:
             if n in keep_highest
             else f"{q(n)} = excluded.{q(n)}"
             for n in names
-            if n not in keys
+            if n not in keys and not keep_stored
         ]
         conflict = f"ON CONFLICT ({', '.join(q(k) for k in keys)}) " + (
             f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
         )
-        head = f"INSERT INTO {name} ({', '.join(q(c) for c in columns)}) VALUES "
+        insert = "INSERT OR FAIL" if keep_stored and self._numbered else "INSERT"
+        head = f"{insert} INTO {name} ({', '.join(q(c) for c in columns)}) VALUES "
         sql = f"{head}({', '.join([self._mark] * len(columns))}) {conflict}"
         return _Plan(sql, self._converts(table, names), tuple(defaults), head, conflict)
 

@@ -317,7 +317,7 @@ class Projector:
             for name, rows in batch.rows.items():
                 write.upsert(conn, TABLES[name], rows.values())
             if batch.facts:
-                write.upsert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, batch.facts.values())
+                write.insert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, batch.facts.values())
             for name, updates in batch.updates.items():
                 write.update(conn, TABLES[name], updates.values())
             self._store_versions(conn, batch.versions, applied)
