@@ -622,10 +622,12 @@ def render(
         f"Measured {date} on {machine}. Processes not started by the run used "
         f"{foreign.get('average_cores', 0.0):.2f} cores on average meanwhile (peak "
         f"{foreign.get('peak_cores', 0.0):.2f} over a second): figures from a busy machine "
-        "are low. Quiet, this machine's speed still drifts: full runs of the same product code "
-        "on one day (2026-12-01) gave the generated day's rebuild 27,084-31,455 events/s "
-        "(38,215 in a run of its own) and POS end to end 525-901 sales/s; the ratios to "
-        "baselines measured in turns moved less (the flash sale 0.62-0.70 of its ceiling).",
+        "are low. Quiet, this machine's speed still drifts: on 2026-12-01 raw consume (a "
+        "baseline no product change touches) ran at 48,443-60,381 records/s a round in the "
+        "morning's full runs and at 33,150-40,367 in two runs of the afternoon; full runs of "
+        "the same product code that morning gave the generated day's rebuild 27,084-31,455 "
+        "events/s (38,215 in a run of its own) and POS end to end 525-901 sales/s. The ratios "
+        "to baselines measured in turns moved less (the flash sale 0.62-0.70 of its ceiling).",
         f"Reproduce with `make bench`: this is a {kind}{profiled}, the whole run took "
         f"{seconds / 60:.1f} min. `BENCH_QUICK=1 make bench` is a smoke run of the same "
         "scenarios with small sizes.",
