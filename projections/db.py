@@ -310,6 +310,8 @@ class BulkWriter:
         the error then rolls back the caller's whole transaction (the projector's batch)."""
         own = [(index, process) for index, process in plan.converts if index < split]
         shared = [(index - split, process) for index, process in plan.converts if index >= split]
+        tails, size = -1, 0  # the shared values' count, and the rows a statement holds
+        flat = itertools.chain.from_iterable
         cursor = conn.connection.cursor()
         try:
             for given, common in groups:
@@ -319,11 +321,12 @@ class BulkWriter:
                 for index, process in shared:
                     tail[index] = process(tail[index])
                 rows = [_converted(row, own) for row in given] if own else given
-                size = self._numbered_rows(len(tail), split)
+                if tails != len(tail):
+                    tails, size = len(tail), self._numbered_rows(len(tail), split)
                 for start in range(0, len(rows), size):
-                    chunk = rows[start : start + size]
-                    sql = self._numbered_sql(plan, len(tail), split, len(chunk))
-                    cursor.execute(sql, [*tail, *itertools.chain.from_iterable(chunk)])
+                    chunk = rows[start : start + size] if len(rows) > size else rows
+                    sql = self._numbered_sql(plan, tails, split, len(chunk))
+                    cursor.execute(sql, [*tail, *flat(chunk)])
         finally:
             cursor.close()
 
