@@ -282,7 +282,7 @@ class BulkWriter:
         is (ON CONFLICT DO NOTHING): it was written from the same event."""
         plan = self._upsert_plan(table, own + shared, (), keep_stored=True)
         if self._numbered:
-            self._insert_numbered(conn, plan, len(own), groups)
+            self._insert_numbered(conn, plan, len(own), len(shared), groups)
             return
         params = plan.group_params(len(own), groups)
         if params:
@@ -293,6 +293,7 @@ class BulkWriter:
         conn: Connection,
         plan: _Plan,
         split: int,
+        shared: int,
         groups: Iterable[tuple[Sequence[tuple[Any, ...]], tuple[Any, ...]]],
     ) -> None:
         """`insert_groups` for SQLite: a group's rows in one statement (`_numbered_sql`), the
@@ -309,8 +310,9 @@ class BulkWriter:
         FAIL stops at a failed constraint without undoing the statement's earlier rows;
         the error then rolls back the caller's whole transaction (the projector's batch)."""
         own = [(index, process) for index, process in plan.converts if index < split]
-        shared = [(index - split, process) for index, process in plan.converts if index >= split]
-        tails, size = -1, 0  # the shared values' count, and the rows a statement holds
+        common_converts = [(i - split, process) for i, process in plan.converts if i >= split]
+        tails = shared + len(plan.defaults)  # the values bound once a statement
+        size = self._numbered_rows(tails, split)
         flat = itertools.chain.from_iterable
         cursor = conn.connection.cursor()
         try:
@@ -318,11 +320,9 @@ class BulkWriter:
                 if not given:
                     continue
                 tail = [*common, *plan.defaults]
-                for index, process in shared:
+                for index, process in common_converts:
                     tail[index] = process(tail[index])
                 rows = [_converted(row, own) for row in given] if own else given
-                if tails != len(tail):
-                    tails, size = len(tail), self._numbered_rows(len(tail), split)
                 for start in range(0, len(rows), size):
                     chunk = rows[start : start + size] if len(rows) > size else rows
                     sql = self._numbered_sql(plan, tails, split, len(chunk))
@@ -421,13 +421,13 @@ class BulkWriter:
         for index, process in self._converts(table, [c.name for c in defaulted]):
             defaults[index] = process(defaults[index])
         columns = [*names, *(c.name for c in defaulted)]
-        sets = [
+        sets = [] if keep_stored else [
             f"{q(n)} = {self._highest}({name}.{q(n)}, excluded.{q(n)})"
             if n in keep_highest
             else f"{q(n)} = excluded.{q(n)}"
             for n in names
-            if n not in keys and not keep_stored
-        ]
+            if n not in keys
+        ]  # fmt: skip
         conflict = f"ON CONFLICT ({', '.join(q(k) for k in keys)}) " + (
             f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
         )
