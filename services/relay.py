@@ -18,7 +18,7 @@ from eventsourcing.persistence import Notification, Tracking
 
 from domain.catalog import Location
 from protos.retail.v1 import events_pb2
-from services.bus import EVENT_TOPICS, EnvelopeProducer, SendResult
+from services.bus import EVENT_TOPICS, EnvelopeProducer, Outgoing, SendResult
 from services.envelopes import LocationFacts, to_outgoing
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,14 @@ class OutboxRelay:
             event_type="retail.PositionMarker", position=position, application=self.app.name,
             position_marker=events_pb2.PositionMarker(),
         ).SerializeToString()  # fmt: skip
-        sent: list[SendResult] = []
+        markers: list[Outgoing] = []
         for logical in EVENT_TOPICS:
             topic = self.topic_namespace + logical
             partitions = self._partitions.get(topic)
             if not partitions:
                 partitions = self._partitions[topic] = self.producer.partitions_for(topic)
-            sent.extend(self.producer.send(topic, None, marker, partition=p) for p in partitions)
-        return sent
+            markers.extend((topic, None, marker, p) for p in partitions)
+        return self.producer.send_all(markers)
 
     def run(self, stop: threading.Event, idle_wait: float = 0.05, gather: float = 0.02) -> None:
         """Relays until `stop` is set; failures are logged and retried with a backoff.
