@@ -92,7 +92,7 @@ class KeyedPartitioner(DefaultPartitioner):  # type: ignore[misc]
 
 
 # A record for EnvelopeProducer.send_all: (topic, key, value) or (topic, key, value, partition).
-Outgoing = tuple[str, bytes | None, bytes] | tuple[str, bytes | None, bytes, int]
+SendRecord = tuple[str, bytes | None, bytes] | tuple[str, bytes | None, bytes, int]
 
 
 class _Unwoken:
@@ -147,7 +147,7 @@ class EnvelopeProducer:
             topic, key=key, value=value, partition=partition, headers=headers
         )
 
-    def send_all(self, records: Sequence[Outgoing]) -> list[SendResult]:
+    def send_all(self, records: Sequence[SendRecord]) -> list[SendResult]:
         """Sends (topic, key, value) or (topic, key, value, partition) records in a row, then
         wakes the client's I/O thread once.
 
@@ -156,11 +156,10 @@ class EnvelopeProducer:
         48 times a call with the default 24 partitions. Each time the thread took the GIL
         from the relay's to find nothing ready to send (linger_ms); at half of the POS
         scenario's load it had 19% of the relay/projector process's samples (py-spy), the
-        relay's own thread 30%. Woken once a send_all (a relay call has one for its events and
-        one for its markers), measured on this machine at 320 sales/s
-        (15 s open loop, four runs each in turns, after one run each to warm up): projection
-        lag p50 119, 90, 79, 90 -> 83, 70, 66, 76 ms, p99 284, 190, 172, 177 -> 165, 135,
-        126, 138 ms.
+        relay's own thread 30%. Woken once a send_all (a relay call has one for its events
+        and one for its markers), measured on this machine at 320 sales/s (15 s open loop,
+        four runs each in turns, after one run each to warm up): projection lag p50 119, 90,
+        79, 90 -> 83, 70, 66, 76 ms, p99 284, 190, 172, 177 -> 165, 135, 126, 138 ms.
 
         The topics' partitions are looked up first: a send to a topic the client has no
         metadata for waits for it, and that wait needs the I/O thread woken. Without the

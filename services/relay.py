@@ -18,7 +18,7 @@ from eventsourcing.persistence import Notification, Tracking
 
 from domain.catalog import Location
 from protos.retail.v1 import events_pb2
-from services.bus import EVENT_TOPICS, EnvelopeProducer, Outgoing, SendResult
+from services.bus import EVENT_TOPICS, EnvelopeProducer, SendRecord, SendResult
 from services.envelopes import LocationFacts, to_outgoing
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class OutboxRelay:
             event_type="retail.PositionMarker", position=position, application=self.app.name,
             position_marker=events_pb2.PositionMarker(),
         ).SerializeToString()  # fmt: skip
-        markers: list[Outgoing] = []
+        markers: list[SendRecord] = []
         for logical in EVENT_TOPICS:
             topic = self.topic_namespace + logical
             partitions = self._partitions.get(topic)
