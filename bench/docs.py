@@ -448,7 +448,8 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
         rows = proj.get("view_rows") or {}
         total = sum(rows.values())
         records = max(int(proj.get("records") or 1), 1)
-        facts = rows.get("sales_fact", 0) + rows.get("payment_fact", 0)
+        facts = rows.get("fact_line", 0) + rows.get("payment_fact", 0)
+        events = rows.get("fact_event", 0)
         lines.append(
             f"- Projector: {proj['rate']:,.0f} records/s is "
             f"{ratio_text(proj['rate'] / consume['rate'])} of raw consume + upsert. Per record it "
@@ -458,9 +459,9 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
             "and record parsing, in Python, is paid by both. The raw baseline writes one narrow "
             f"row per record into one table; the views hold {total:,} rows for these "
             f"{records:,} records ({total / records:.1f} a record: {facts:,} sales and "
-            "payment facts, one per flash order, sale line and payment, with the sale, "
-            "stock and applied-version rows), each built in Python and inserted with its "
-            "indexes. "
+            "payment facts, one per flash order, sale line and payment, and what the sales "
+            f"facts of each event share, {events:,} rows, with the sale, stock and "
+            "applied-version rows), each built in Python and inserted with its indexes. "
             + _projector_bound(proj, consume, pipeline.get("rows_floor") or {})
             + "What would reach 0.50: fewer rows (one fact per flash batch, if finance "
             "did not need each order's tax), a second projector process in the consumer group "

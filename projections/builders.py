@@ -36,14 +36,21 @@ class UnknownEventError(ValueError):
 
 class Facts(NamedTuple):
     """The sales facts of one event: each fact's own values (FACT_OWN order, one tuple a
-    fact) and the values every one of them shares (FACT_SHARED order), held once."""
+    fact: a fact_line row without its ids) and the values every one of them shares
+    (FACT_SHARED order: the event's fact_event row), held once."""
 
     own: list[tuple[Any, ...]]
     shared: tuple[Any, ...]
 
     def rows(self) -> list[dict[str, Any]]:
-        """Each fact by column name."""
-        return [dict(zip(FACT_COLUMNS, own + self.shared, strict=True)) for own in self.own]
+        """Each fact as the sales_fact view shows it, by column name."""
+        event = dict(zip(FACT_SHARED, self.shared, strict=True))
+        ids = event.pop("ids")
+        facts = []
+        for own in self.own:
+            line = dict(zip(FACT_OWN, own, strict=True))
+            facts.append({"id": f"{ids}{line.pop('line')}", **line, **event})
+        return facts
 
 
 class Row(NamedTuple):
@@ -51,8 +58,9 @@ class Row(NamedTuple):
     that must already exist (or arrive earlier in the same batch). A tuple: several are
     made for every event applied.
 
-    The sales facts of an event are one Row of the "sales_fact" table whose values are
-    `Facts`, keyed by the start of their ids (the event's position and id)."""
+    The sales facts of an event are one Row whose values are `Facts` (its fact_event row and
+    fact_line rows, read through the sales_fact view), keyed by the start of their ids (the
+    event's position and id)."""
 
     table: str
     key: tuple[Any, ...]
@@ -66,22 +74,21 @@ class Row(NamedTuple):
         return [self.values]
 
 
-# A sales fact's columns: first its own, then those it shares with the other facts of its
-# event (`_fact_base`). Facts are most of the rows the projector writes (159,824 for a
-# bench run's 107,783 records); built as `Facts`, not a dict each, the shared values are
-# made and converted for binding once an event, and each fact is a tuple of its own values.
-# Applying those records took 12 % fewer instructions than with a dict a fact (valgrind's
-# cachegrind: 21,709 -> 19,093 million); a flash batch's facts, 7.9-9.0 -> 4.2-5.4 us an
-# order built and bound.
+# A sales fact's own columns (its fact_line row but the ids), and those it shares with the
+# other facts of its event (`_fact_base`: the event's fact_event row). Facts are most of the
+# rows the projector writes (159,824 for a bench run's 107,783 records); built as `Facts`,
+# not a dict each, the shared values are made and converted for binding once an event, and
+# each fact is a tuple of its own values. Applying those records took 12 % fewer
+# instructions than with a dict a fact (valgrind's cachegrind: 21,709 -> 19,093 million); a
+# flash batch's facts, 7.9-9.0 -> 4.2-5.4 us an order built and bound.
 FACT_OWN = (
-    "id", "sale_id", "sku", "campaign", "units", "gross_minor", "discount_minor", "net_minor",
+    "line", "sale_id", "sku", "campaign", "units", "gross_minor", "discount_minor", "net_minor",
     "tax_minor", "currency",
 )  # fmt: skip
 FACT_SHARED = (
-    "kind", "location", "channel", "district", "terminal", "shift_id", "occurred_at",
+    "ids", "kind", "location", "channel", "district", "terminal", "shift_id", "occurred_at",
     "business_day", "local_hour", "late", "position",
 )  # fmt: skip
-FACT_COLUMNS = FACT_OWN + FACT_SHARED
 
 
 def rows_for(envelope: events_pb2.EventEnvelope, kind: str | None = None) -> list[Row]:
@@ -256,23 +263,22 @@ def _fact_base(
     envelope: events_pb2.EventEnvelope, when: _When, kind: str, location: str, terminal: str,
     shift: str, late: bool,
 ) -> tuple[Any, ...]:  # fmt: skip
-    """The values every fact of one envelope shares (FACT_SHARED), ending each fact's."""
+    """The values every fact of one envelope shares (FACT_SHARED)."""
     source = envelope.source
     return (
-        kind, location, CHANNEL_NAMES.get(source.channel, ""), source.district, terminal, shift,
-        when.occurred, when.day, when.hour, late, when.position,
+        when.ids, kind, location, CHANNEL_NAMES.get(source.channel, ""), source.district,
+        terminal, shift, when.occurred, when.day, when.hour, late, when.position,
     )  # fmt: skip
 
 
 def _fact(
-    ids: str, index: int, sale_id: str, sku: str, campaign: str, units: int, gross: int,
-    discount: int, rate_bp: int, currency: str,
+    index: int, sale_id: str, sku: str, campaign: str, units: int, gross: int, discount: int,
+    rate_bp: int, currency: str,
 ) -> tuple[Any, ...]:  # fmt: skip
     """A fact's own values (FACT_OWN)."""
     net = gross - discount
-    key = f"{ids}{index}"
     tax = tax_included(net, rate_bp)
-    return key, sale_id, sku, campaign, units, gross, discount, net, tax, currency
+    return index, sale_id, sku, campaign, units, gross, discount, net, tax, currency
 
 
 def _facts(when: _When, own: list[tuple[Any, ...]], shared: tuple[Any, ...]) -> list[Row]:
@@ -305,14 +311,14 @@ def _sale_rows(envelope: events_pb2.EventEnvelope) -> list[Row]:
     when = _when(envelope)
     sale = envelope.sale_recorded
     sale_id, location, terminal, shift = sale.sale_id, sale.location, sale.terminal, sale.shift_id
-    ids, position = when.ids, when.position
+    position = when.position
     own = []
     units = 0
     for index, line in enumerate(sale.lines):
         quantity, price = line.quantity, line.unit_price
         gross, discount = price.minor_units * quantity, line.discount.minor_units
         net = gross - discount
-        own.append((f"{ids}{index}", sale_id, line.sku, "", quantity, gross, discount, net,
+        own.append((index, sale_id, line.sku, "", quantity, gross, discount, net,
                     tax_included(net, line.tax_rate_bp), price.currency))  # fmt: skip
         units += quantity
     total = sale.total
@@ -337,7 +343,7 @@ def _return_facts(envelope: events_pb2.EventEnvelope, when: _When) -> list[Row]:
     base = _fact_base(envelope, when, "return", returned.location, returned.terminal,
                       returned.shift_id, False)  # fmt: skip
     own = [
-        _fact(when.ids, i, returned.sale_id, line.sku, "", -line.quantity,
+        _fact(i, returned.sale_id, line.sku, "", -line.quantity,
               -line.refund.minor_units, 0, line.tax_rate_bp, line.refund.currency)
         for i, line in enumerate(returned.lines)
     ]  # fmt: skip
@@ -363,7 +369,7 @@ def _online_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     when = _when(envelope)
     order = envelope.flash_order_confirmed
     base = _fact_base(envelope, when, "online", order.location, "", "", False)
-    own = _fact(when.ids, 0, order.order_id, order.sku, order.campaign, order.quantity,
+    own = _fact(0, order.order_id, order.sku, order.campaign, order.quantity,
                 order.unit_price.minor_units * order.quantity, 0, order.tax_rate_bp,
                 order.unit_price.currency)  # fmt: skip
     return _facts(when, [own], base)
@@ -381,7 +387,6 @@ def _flash_batch_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
         batch.unit_price.minor_units, batch.unit_price.currency, batch.tax_rate_bp, batch.sku
     )  # fmt: skip
     base = _fact_base(envelope, when, "online", batch.location, "", "", False)
-    ids = when.ids
     money: dict[int, tuple[int, int]] = {}  # quantity: (gross, tax)
     own = []
     for index, order in enumerate(batch.orders):
@@ -391,8 +396,8 @@ def _flash_batch_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
             gross = price * quantity
             known = money[quantity] = (gross, tax_included(gross, rate))
         gross, tax = known
-        own.append((f"{ids}{index}", order.order_id, sku, order.campaign, quantity, gross, 0,
-                    gross, tax, currency))  # fmt: skip
+        own.append((index, order.order_id, sku, order.campaign, quantity, gross, 0, gross, tax,
+                    currency))  # fmt: skip
     return _facts(when, own, base)
 
 
@@ -442,7 +447,7 @@ def _reservation_facts(envelope: events_pb2.EventEnvelope) -> list[Row]:
     settled = envelope.reservation_settled
     base = _fact_base(envelope, when, "online", settled.location, "", "", False)
     own = [
-        _fact(when.ids, i, settled.order_id, line.sku, settled.campaign, line.quantity,
+        _fact(i, settled.order_id, line.sku, settled.campaign, line.quantity,
               line.unit_price.minor_units * line.quantity, line.discount.minor_units,
               line.tax_rate_bp, line.unit_price.currency)
         for i, line in enumerate(settled.sold)

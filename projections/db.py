@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, inspect
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
-from projections.models import RETIRED_INDEXES, Base
+from projections.models import RETIRED_INDEXES, VIEWS, Base, FactEvent, FactLine
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,58 @@ def make_engine(url: str, *, create: bool = True, bulk: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_bulk_pragmas if bulk else _sqlite_pragmas)
     if create:
-        Base.metadata.create_all(engine)
-        with engine.begin() as conn:
-            for name in RETIRED_INDEXES:
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+        create_schema(engine)
     return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """The views' tables, indexes and SQL views, made where missing; a database an earlier
+    version made is brought to this shape (`_migrate`)."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        for name in RETIRED_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+        # Processes opening the database at once (the API's and the projector's) take turns.
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # DDL above: no transaction open yet
+        else:
+            conn.exec_driver_sql("LOCK TABLE fact_event IN EXCLUSIVE MODE")
+        _migrate(conn)
+        made = set(inspect(conn).get_view_names())
+        for name, query in VIEWS.items():
+            if name not in made:
+                conn.exec_driver_sql(f"CREATE VIEW {name} AS {query}")
+
+
+def drop_schema(engine: Engine) -> None:
+    """Drops every view table and SQL view (a rebuild starts from none)."""
+    with engine.begin() as conn:
+        for name in VIEWS:
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+    Base.metadata.drop_all(engine)
+
+
+# The line number ending a fact's id, and what comes before it (its event's ids).
+_IDS = "rtrim(id, '0123456789')"
+_LINE = f"CAST(substr(id, length({_IDS}) + 1) AS INTEGER)"
+
+
+def _migrate(conn: Connection) -> None:
+    """Earlier versions kept the sales facts in one wide `sales_fact` table: its rows are
+    moved into `fact_event` and `fact_line` (a fact's id is its event's ids and its line
+    number) and the table dropped, in the caller's transaction."""
+    if "sales_fact" not in inspect(conn).get_table_names():
+        return
+    shared = ", ".join(c.name for c in FactEvent.__table__.columns if c.name != "ids")
+    own = ", ".join(c.name for c in FactLine.__table__.columns if c.name not in ("ids", "line"))
+    conn.exec_driver_sql(
+        f"INSERT INTO fact_event (ids, {shared}) SELECT DISTINCT {_IDS}, {shared} FROM sales_fact"
+    )
+    conn.exec_driver_sql(
+        f"INSERT INTO fact_line (ids, line, {own}) SELECT {_IDS}, {_LINE}, {own} FROM sales_fact"
+    )
+    conn.exec_driver_sql("DROP TABLE sales_fact")
+    log.info("sales facts moved from the sales_fact table into fact_event and fact_line")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -158,12 +205,16 @@ class _Plan:
     conflict: str = ""
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        return self.tuple_params([row.values() for row in rows])
+
+    def tuple_params(self, rows: Iterable[Iterable[Any]]) -> list[tuple[Any, ...]]:
+        """`params` of rows given as their values in the plan's column order."""
         defaults, converts = self.defaults, self.converts
         if not converts:
-            return [(*row.values(), *defaults) for row in rows]
+            return [(*row, *defaults) for row in rows]
         params = []
         for row in rows:
-            values = [*row.values(), *defaults]
+            values = [*row, *defaults]
             for index, process in converts:
                 values[index] = process(values[index])
             params.append(tuple(values))
@@ -266,6 +317,20 @@ class BulkWriter:
         for names, group in _by_columns(rows).items():
             plan = self._upsert_plan(table, names, keep_highest)
             conn.exec_driver_sql(plan.sql, plan.params(group))
+
+    def insert(
+        self,
+        conn: Connection,
+        table: Table,
+        names: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """Inserts rows that never change once written (an event's fact_event row), each the
+        values of the columns `names` in that order; a row whose key is stored already is
+        left as it is (ON CONFLICT DO NOTHING): it was written from the same event."""
+        plan = self._upsert_plan(table, names, (), keep_stored=True)
+        if rows:
+            conn.exec_driver_sql(plan.sql, plan.tuple_params(rows))
 
     def insert_groups(
         self,

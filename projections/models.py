@@ -83,13 +83,69 @@ class SaleReturnView(Base):
     position: Mapped[int] = mapped_column(BigInteger)
 
 
-class SalesFact(Base):
-    """One row per sold or returned line, signed: a return's units and money are negative."""
+class FactEvent(Base):
+    """What the sales facts of one event share: one row per event with sold or returned lines
+    (their own values are `FactLine`s). Read the two together through `SalesFact`."""
+
+    __tablename__ = "fact_event"
+
+    # The start of its facts' ids: the event's position, zero-padded, and id ("position.id/").
+    ids: Mapped[str] = mapped_column(String(80), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # sale, return, online
+    location: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    district: Mapped[str] = mapped_column(String(100))
+    terminal: Mapped[str] = mapped_column(String(64))
+    shift_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    business_day: Mapped[str] = mapped_column(String(10))  # Asia/Shanghai
+    local_hour: Mapped[str] = mapped_column(String(13))  # Asia/Shanghai, 2026-02-06T14
+    late: Mapped[bool] = mapped_column(default=False)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_fact_event_business_day", "business_day", "location"),)
+
+
+class FactLine(Base):
+    """One sold or returned line of a `FactEvent`, signed: a return's units and money are
+    negative."""
+
+    __tablename__ = "fact_line"
+
+    ids: Mapped[str] = mapped_column(String(80), primary_key=True)  # its FactEvent's
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sale_id: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    campaign: Mapped[str] = mapped_column(String(64))
+    units: Mapped[int] = mapped_column(BigInteger)
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    discount_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    # On SQLite the lines are their key's B-tree, in the order they are written (the ids
+    # start with the position): one narrow tree to write a line.
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (SQLAlchemy reads it once)
+
+
+class ViewBase(DeclarativeBase):
+    """SQL views over the tables above: mapped for queries, made by `projections.db`."""
+
+
+class SalesFact(ViewBase):
+    """One row per sold or returned line with everything its event says about it: the
+    `sales_fact` view, `FactLine` joined to its `FactEvent`.
+
+    The two tables hold what one wide table did: written that way, a line is a narrow row in
+    one B-tree and its event's values and day index are written once for all of its lines.
+    With sqlite3 alone, a bench run's 159,824 facts (33,300 events) took 4.9-7.7 us a fact
+    instead of 7.2-11.1 in the wide table (2026-12-01, six rounds in turns)."""
 
     __tablename__ = "sales_fact"
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)  # position.event id/line
-    kind: Mapped[str] = mapped_column(String(16))  # sale, return, online
+    kind: Mapped[str] = mapped_column(String(16))
     sale_id: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
@@ -105,12 +161,21 @@ class SalesFact(Base):
     tax_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    business_day: Mapped[str] = mapped_column(String(10))  # Asia/Shanghai
-    local_hour: Mapped[str] = mapped_column(String(13))  # Asia/Shanghai, 2026-02-06T14
-    late: Mapped[bool] = mapped_column(default=False)
+    business_day: Mapped[str] = mapped_column(String(10))
+    local_hour: Mapped[str] = mapped_column(String(13))
+    late: Mapped[bool] = mapped_column()
     position: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_sales_fact_business_day", "business_day", "location"),)
+
+# Each view's SELECT, in SQL that SQLite and PostgreSQL both read.
+VIEWS = {
+    "sales_fact": (
+        "SELECT e.ids || l.line AS id, e.kind, l.sale_id, e.location, e.channel, e.district, "
+        "e.terminal, e.shift_id, l.sku, l.campaign, l.units, l.gross_minor, l.discount_minor, "
+        "l.net_minor, l.tax_minor, l.currency, e.occurred_at, e.business_day, e.local_hour, "
+        "e.late, e.position FROM fact_line AS l JOIN fact_event AS e ON e.ids = l.ids"
+    ),
+}
 
 
 class PaymentFact(Base):

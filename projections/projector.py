@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
@@ -45,13 +45,14 @@ from projections.builders import (
     superseding_key,
 )
 from projections.db import BulkWriter, WalCheckpointer, select_versions
-from projections.models import AppliedStream, Base, ConsumerOffset, SalesFact, StreamGap
+from projections.models import AppliedStream, Base, ConsumerOffset, FactEvent, FactLine, StreamGap
 from protos.retail.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
 TABLES: dict[str, Table] = dict(Base.metadata.tables)
-FACTS = TABLES[SalesFact.__tablename__]
+FACT_EVENTS = TABLES[FactEvent.__tablename__]
+FACT_LINES = TABLES[FactLine.__tablename__]
 
 
 class StaleBatchError(RuntimeError):
@@ -122,7 +123,7 @@ class _Batch:
     def add(self, row: Row) -> None:
         # A builder's values are its row's own: kept as they are, merged into a new dict.
         values = row.values
-        if isinstance(values, Facts):  # always full, always sales_fact
+        if isinstance(values, Facts):  # always full: an event's facts
             self.facts[row.key] = values
             return
         rows = self.rows.get(row.table)
@@ -135,6 +136,15 @@ class _Batch:
         else:
             updates = self.updates.setdefault(row.table, {})
             updates[row.key] = {**updates.get(row.key, {}), **values}
+
+
+def write_facts(writer: BulkWriter, conn: Connection, facts: Collection[Facts]) -> None:
+    """Inserts events' sales facts: each event's fact_event row and its fact_line rows, each
+    line with its event's ids (the first of the values they share)."""
+    events = [f.shared for f in facts if f.own]
+    writer.insert(conn, FACT_EVENTS, FACT_SHARED, events)
+    lines = [(f.own, f.shared[:1]) for f in facts]
+    writer.insert_groups(conn, FACT_LINES, FACT_OWN, FACT_SHARED[:1], lines)
 
 
 class FetchWait:
@@ -317,7 +327,7 @@ class Projector:
             for name, rows in batch.rows.items():
                 write.upsert(conn, TABLES[name], rows.values())
             if batch.facts:
-                write.insert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, batch.facts.values())
+                write_facts(write, conn, batch.facts.values())
             for name, updates in batch.updates.items():
                 write.update(conn, TABLES[name], updates.values())
             self._store_versions(conn, batch.versions, applied)

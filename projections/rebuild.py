@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, select
 
-from projections.db import make_engine
+from projections.db import create_schema, drop_schema, make_engine
 from projections.models import Base, ConsumerOffset
 from projections.projector import Projector
 
@@ -56,8 +56,8 @@ def rebuild(
     versions are still applied in order, by one process. Secondary indexes are made once
     the rows are in, which is quicker than keeping them up to date row by row."""
     started = time.monotonic()
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
+    drop_schema(engine)
+    create_schema(engine)
     deferred = [index for table in Base.metadata.sorted_tables for index in table.indexes]
     for index in deferred:
         index.drop(engine)

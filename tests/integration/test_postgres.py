@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from eventsourcing.application import Application
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, select
 
 from domain.errors import SaleIdReusedError
 from domain.values import LocationKind, Money
@@ -193,3 +193,41 @@ def test_a_claimed_partition_holds_off_the_other_members_commit_on_postgres(
     engine: Engine,
 ) -> None:
     claim_holds_off_the_other_member(engine)
+
+
+def test_an_old_database_keeps_its_sales_facts_on_postgres(pg_views_url: str) -> None:
+    old = create_engine(pg_views_url)
+    with old.begin() as conn:  # the wide table of versions before fact_event and fact_line
+        conn.exec_driver_sql(
+            "CREATE TABLE sales_fact (id VARCHAR(80) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+            "sale_id VARCHAR(64) NOT NULL, location VARCHAR(64) NOT NULL, "
+            "channel VARCHAR(16) NOT NULL, district VARCHAR(100) NOT NULL, "
+            "terminal VARCHAR(64) NOT NULL, shift_id VARCHAR(64) NOT NULL, "
+            "sku VARCHAR(64) NOT NULL, campaign VARCHAR(64) NOT NULL, units BIGINT NOT NULL, "
+            "gross_minor BIGINT NOT NULL, discount_minor BIGINT NOT NULL, "
+            "net_minor BIGINT NOT NULL, tax_minor BIGINT NOT NULL, currency VARCHAR(3) NOT NULL, "
+            "occurred_at TIMESTAMP WITH TIME ZONE NOT NULL, business_day VARCHAR(10) NOT NULL, "
+            "local_hour VARCHAR(13) NOT NULL, late BOOLEAN NOT NULL, position BIGINT NOT NULL)"
+        )
+        for ids, line, units, position in [("000000000005.e-1/", 0, 2, 5),
+                                           ("000000000005.e-1/", 12, 1, 5),
+                                           ("000000000009.e-2/", 0, -1, 9)]:  # fmt: skip
+            conn.exec_driver_sql(
+                "INSERT INTO sales_fact VALUES (%(id)s, 'sale', 'S-1', 'STORE-1', 'store', "
+                "'Dongcheng', 'T-1', 'SH-1', 'TINA-30', '', %(units)s, 100, 0, 100, 12, 'CNY', "
+                "'2026-02-06 04:05:06.000789+00', '2026-02-06', '2026-02-06T12', false, "
+                "%(position)s)",
+                {"id": f"{ids}{line}", "units": units, "position": position},
+            )
+    old.dispose()
+    engine = make_engine(pg_views_url)
+    try:
+        with engine.connect() as conn:
+            facts = conn.execute(
+                select(SalesFact.id, SalesFact.units, SalesFact.position).order_by(SalesFact.id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(f) for f in facts] == [
+        ("000000000005.e-1/0", 2, 5), ("000000000005.e-1/12", 1, 5), ("000000000009.e-2/0", -1, 9),
+    ]  # fmt: skip

@@ -66,9 +66,9 @@ def test_a_flash_batch_gives_each_order_the_fact_it_would_have_alone(
         )
     )  # fmt: skip
     (row,) = rows_for(envelope)
-    ids = _when(envelope).ids
+    assert row.values.shared[0] == _when(envelope).ids  # type: ignore[union-attr]
     assert row.values.own == [  # type: ignore[union-attr]
-        _fact(ids, n, f"F-{n}", "TINA-30", campaign, quantity, price * quantity, 0, rate, "CNY")
+        _fact(n, f"F-{n}", "TINA-30", campaign, quantity, price * quantity, 0, rate, "CNY")
         for n, (quantity, campaign) in enumerate(orders)
     ]
 
@@ -115,9 +115,9 @@ def test_a_sale_gives_its_view_a_fact_per_line_and_a_fact_per_payment(
         return
     (facts_row,) = facts
     assert facts_row.values.own == [  # type: ignore[union-attr]
-        _fact(when.ids, n, "S-1", f"SKU-{n}", "", quantity, price * quantity, discount, rate, "CNY")
+        _fact(n, "S-1", f"SKU-{n}", "", quantity, price * quantity, discount, rate, "CNY")
         for n, (quantity, price, discount, rate) in enumerate(lines)
     ]
     shared = facts_row.values.shared  # type: ignore[union-attr]
-    assert shared[:2] + shared[4:6] == ("sale", "STORE-1", "T-1", "SH-1")
+    assert shared[:3] + shared[5:7] == (when.ids, "sale", "STORE-1", "T-1", "SH-1")
     assert shared[-1] == 7

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import sqlite
 
 from projections.builders import FACT_OWN, FACT_SHARED, Facts
 from projections.db import BulkWriter, make_engine, select_versions
-from projections.models import Base, ConsumerOffset, StockView
+from projections.models import Base, ConsumerOffset, SalesFact, StockView
+from projections.projector import FACT_EVENTS, FACT_LINES, write_facts
 
 TABLES = Base.metadata.tables
 STOCK, SHIFT, OFFSETS = TABLES["stock_view"], TABLES["shift_view"], TABLES["consumer_offset"]
-FACTS = TABLES["sales_fact"]
 AT = datetime(2026, 2, 6, 4, 5, 6, 789, tzinfo=UTC)
 
 
@@ -108,54 +108,75 @@ def test_versions_are_read_back_for_the_streams_that_have_one(
     assert found == {"s1": 1, "s700": 700, "s1199": 1199}
 
 
+def _core_facts(conn: Connection, facts: list[Facts]) -> None:
+    """The facts' rows as Core inserts them, by column name."""
+    events = [dict(zip(FACT_SHARED, f.shared, strict=True)) for f in facts if f.own]
+    lines = [
+        {"ids": f.shared[0], **dict(zip(FACT_OWN, own, strict=True))}
+        for f in facts
+        for own in f.own
+    ]
+    conn.execute(sqlite.insert(FACT_EVENTS), events)
+    conn.execute(sqlite.insert(FACT_LINES), lines)
+
+
+def _view(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(SalesFact).order_by(SalesFact.id))]
+
+
 def test_facts_in_groups_read_back_as_core_writes_them_as_named_rows(
     engines: tuple[Engine, Engine],
 ) -> None:
-    def shared(late: bool, position: int) -> tuple[Any, ...]:
-        return ("online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06",
+    def shared(ids: str, late: bool, position: int) -> tuple[Any, ...]:
+        return (ids, "online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06",
                 "2026-02-06T12", late, position)  # fmt: skip
 
-    def own(key: str, sale: str, units: int) -> tuple[Any, ...]:
+    def own(line: int, sale: str, units: int) -> tuple[Any, ...]:
         gross = 12800 * units
-        return key, sale, "TINA-30", "", units, gross, 0, gross, 1473 * units, "CNY"
+        return line, sale, "TINA-30", "", units, gross, 0, gross, 1473 * units, "CNY"
 
     groups = [
-        Facts([own("1/0", "F-1", 1), own("1/1", "F-2", 3)], shared(False, 1)),
-        Facts([own("2/0", "F-3", 2)], shared(True, 2)),
-        Facts([], shared(False, 3)),
+        Facts([own(0, "F-1", 1), own(1, "F-2", 3)], shared("1/", False, 1)),
+        Facts([own(0, "F-3", 2)], shared("2/", True, 2)),
+        Facts([], shared("3/", False, 3)),
     ]
     bulk_engine, core_engine = engines
     with bulk_engine.begin() as conn:
-        BulkWriter(bulk_engine.dialect).insert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, groups)
+        write_facts(BulkWriter(bulk_engine.dialect), conn, groups)
     with core_engine.begin() as conn:
-        conn.execute(sqlite.insert(FACTS), [row for group in groups for row in group.rows()])
+        _core_facts(conn, groups)
     assert _everything(bulk_engine) == _everything(core_engine)
-    assert len(_everything(bulk_engine)["sales_fact"]) == 3
-    assert sorted(FACT_OWN + FACT_SHARED) == sorted(c.name for c in FACTS.columns)
+    facts = _view(bulk_engine)
+    naive = AT.replace(tzinfo=None)  # SQLite keeps no offset: UTC by convention
+    assert facts == [{**row, "occurred_at": naive} for group in groups for row in group.rows()]
+    assert [f["id"] for f in facts] == ["1/0", "1/1", "2/0"]
+    assert sorted(FACT_OWN + FACT_SHARED[:1]) == sorted(c.name for c in FACT_LINES.columns)
+    assert sorted(FACT_SHARED) == sorted(c.name for c in FACT_EVENTS.columns)
 
 
 def test_a_group_larger_than_one_statement_and_a_fact_written_again(
     engines: tuple[Engine, Engine],
 ) -> None:
-    def shared(position: int) -> tuple[Any, ...]:
-        return ("online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06",
+    def shared(ids: str, position: int) -> tuple[Any, ...]:
+        return (ids, "online", "FLAGSHIP", "online", "Dongcheng", "", "", AT, "2026-02-06",
                 "2026-02-06T12", False, position)  # fmt: skip
 
-    def own(key: str, units: int) -> tuple[Any, ...]:
-        return key, f"F-{key}", "TINA-30", "", units, 12800 * units, 0, 12800 * units, 9, "CNY"
+    def own(line: int, units: int) -> tuple[Any, ...]:
+        return line, f"F-{line}", "TINA-30", "", units, 12800 * units, 0, 12800 * units, 9, "CNY"
 
     bulk_engine, core_engine = engines
     writer = BulkWriter(bulk_engine.dialect)
     size = writer.MAX_GROUP_ROWS
-    big = Facts([own(f"1/{n:04d}", 1) for n in range(2 * size + 3)], shared(1))
-    again = Facts([own("1/0000", 5), own("2/0", 2)], shared(2))  # the first one is stored
+    big = Facts([own(n, 1) for n in range(2 * size + 3)], shared("1/", 1))
+    again = Facts([own(0, 5)], shared("1/", 1))  # stored already: left as it is
+    other = Facts([own(0, 2)], shared("2/", 2))
     with bulk_engine.begin() as conn:
-        writer.insert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, [big])
-        writer.insert_groups(conn, FACTS, FACT_OWN, FACT_SHARED, [again])
+        write_facts(writer, conn, [big])
+        write_facts(writer, conn, [again, other])
     with core_engine.begin() as conn:
-        rows = big.rows() + again.rows()[1:]
-        conn.execute(sqlite.insert(FACTS), rows)
-    stored = _everything(bulk_engine)["sales_fact"]
-    assert stored == _everything(core_engine)["sales_fact"]
+        _core_facts(conn, [big, other])
+    assert _everything(bulk_engine) == _everything(core_engine)
+    stored = _view(bulk_engine)
     assert len(stored) == 2 * size + 4
-    assert stored[0][FACTS.c.keys().index("units")] == 1
+    assert stored[0]["units"] == 1

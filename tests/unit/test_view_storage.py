@@ -110,21 +110,61 @@ def test_engines_that_are_not_sqlite_files_get_no_checkpointer() -> None:
     memory.dispose()
 
 
-def test_an_old_database_loses_the_indexes_no_query_uses(tmp_path: Path) -> None:
+# The sales facts' table as versions before fact_event and fact_line made it.
+WIDE_FACTS = """CREATE TABLE sales_fact (
+    id VARCHAR(80) NOT NULL, kind VARCHAR(16) NOT NULL, sale_id VARCHAR(64) NOT NULL,
+    location VARCHAR(64) NOT NULL, channel VARCHAR(16) NOT NULL, district VARCHAR(100) NOT NULL,
+    terminal VARCHAR(64) NOT NULL, shift_id VARCHAR(64) NOT NULL, sku VARCHAR(64) NOT NULL,
+    campaign VARCHAR(64) NOT NULL, units BIGINT NOT NULL, gross_minor BIGINT NOT NULL,
+    discount_minor BIGINT NOT NULL, net_minor BIGINT NOT NULL, tax_minor BIGINT NOT NULL,
+    currency VARCHAR(3) NOT NULL, occurred_at DATETIME NOT NULL, business_day VARCHAR(10) NOT NULL,
+    local_hour VARCHAR(13) NOT NULL, late BOOLEAN NOT NULL, position BIGINT NOT NULL,
+    PRIMARY KEY (id))"""
+
+
+def _wide_fact(ids: str, line: int, sku: str, units: int, position: int) -> tuple[Any, ...]:
+    return (f"{ids}{line}", "sale", f"S-{position}", "STORE-1", "store", "Dongcheng", "T-1",
+            "SH-1", sku, "", units, 100 * units, 0, 100 * units, 12 * units, "CNY",
+            "2026-02-06 04:05:06.000789", "2026-02-06", "2026-02-06T12", 0, position)  # fmt: skip
+
+
+def test_an_old_database_keeps_its_facts_and_loses_the_indexes_no_query_uses(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "views.db"
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:  # as an earlier version made them
-        conn.exec_driver_sql("CREATE INDEX ix_sales_fact_hour ON sales_fact (local_hour)")
-        conn.exec_driver_sql("CREATE INDEX ix_payment_fact_reference ON payment_fact (reference)")
-    engine.dispose()
-    engine = make_engine(f"sqlite:///{path}")
-    try:
-        found = {
-            index["name"]
-            for table in Base.metadata.tables
-            for index in inspect(engine).get_indexes(table)
-        }
-    finally:
-        engine.dispose()
-    assert not found & set(RETIRED_INDEXES)
-    assert {"ix_sales_fact_business_day", "ix_payment_fact_business_day"} <= found
+    facts = [
+        _wide_fact("000000000005.e-1/", 0, "TINA-30", 2, 5),
+        _wide_fact("000000000005.e-1/", 1, "MILO-12", 1, 5),
+        _wide_fact("000000000005.e-1/", 10, "MILO-12", 4, 5),
+        _wide_fact("000000000009.e-2/", 0, "TINA-30", -1, 9),
+    ]
+    with sqlite3.connect(path) as conn:  # as an earlier version made them
+        conn.execute(WIDE_FACTS)
+        conn.execute("CREATE INDEX ix_sales_fact_hour ON sales_fact (local_hour)")
+        conn.execute("CREATE INDEX ix_sales_fact_business_day ON sales_fact (business_day)")
+        conn.executemany(f"INSERT INTO sales_fact VALUES ({', '.join('?' * 21)})", facts)
+    conn.close()
+    plain = create_engine(f"sqlite:///{path}")
+    Base.metadata.tables["payment_fact"].create(plain)
+    with plain.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE INDEX ix_payment_fact_reference ON payment_fact (reference)"
+        )
+    plain.dispose()
+    for _ in range(2):  # and opened again, once it has this shape
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            found = {
+                index["name"]
+                for table in Base.metadata.tables
+                for index in inspect(engine).get_indexes(table)
+            }
+            assert not found & set(RETIRED_INDEXES)
+            assert {"ix_fact_event_business_day", "ix_payment_fact_business_day"} <= found
+            assert "sales_fact" not in inspect(engine).get_table_names()
+        finally:
+            engine.dispose()
+        with sqlite3.connect(path) as conn:
+            assert sorted(conn.execute("SELECT * FROM sales_fact").fetchall()) == sorted(facts)
+            assert conn.execute("SELECT count(*) FROM fact_event").fetchone() == (2,)
+        conn.close()
