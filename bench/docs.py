@@ -463,7 +463,12 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
             f"facts of each event share, {events:,} rows, with the sale, stock and "
             "applied-version rows), each built in Python and inserted with its indexes. "
             + _projector_bound(proj, consume, pipeline.get("rows_floor") or {})
-            + "What would reach 0.50: fewer rows (one fact per flash batch, if finance "
+            + "The sales facts are written as one row per event (what its facts share, with "
+            "the business-day index) and a narrow row per line, read through the sales_fact "
+            "view: Projector.apply of a bench run's 76,501 records took 40.4, 35.8 and 34.7 "
+            "us of CPU a record that way, 46.9, 46.1 and 42.7 as one wide row a fact "
+            "(2026-12-01, in turns). "
+            "What would reach 0.50: fewer rows (one fact per flash batch, if finance "
             "did not need each order's tax), a second projector process in the consumer group "
             "(the rebuild does so: each stream is on one partition), or the rows built outside "
             "the interpreter. Not enough: a writer process taking the SQL writes off the "
