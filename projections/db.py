@@ -67,10 +67,12 @@ def create_schema(engine: Engine) -> None:
 
 
 def drop_schema(engine: Engine) -> None:
-    """Drops every view table and SQL view (a rebuild starts from none)."""
+    """Drops every view table and SQL view (a rebuild starts from none), an earlier
+    version's table of a view's name too."""
     with engine.begin() as conn:
+        tables = set(inspect(conn).get_table_names())
         for name in VIEWS:
-            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+            conn.exec_driver_sql(f"DROP {'TABLE' if name in tables else 'VIEW'} IF EXISTS {name}")
     Base.metadata.drop_all(engine)
 
 

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from sqlalchemy import DateTime, create_engine, inspect
 from sqlalchemy.dialects import sqlite
 
-from projections.db import WalCheckpointer, _sqlite_datetime, make_engine
+from projections.db import (
+    WalCheckpointer,
+    _sqlite_datetime,
+    create_schema,
+    drop_schema,
+    make_engine,
+)
 from projections.models import RETIRED_INDEXES, Base
 from projections.projector import HandedRecord, Projector
 from protos.retail.v1 import events_pb2
@@ -168,3 +174,22 @@ def test_an_old_database_keeps_its_facts_and_loses_the_indexes_no_query_uses(
             assert sorted(conn.execute("SELECT * FROM sales_fact").fetchall()) == sorted(facts)
             assert conn.execute("SELECT count(*) FROM fact_event").fetchone() == (2,)
         conn.close()
+
+
+def test_dropping_the_views_of_an_old_database_drops_its_wide_facts_table(tmp_path: Path) -> None:
+    path = tmp_path / "views.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(WIDE_FACTS)
+        conn.execute(
+            f"INSERT INTO sales_fact VALUES ({', '.join('?' * 21)})",
+            _wide_fact("000000000005.e-1/", 0, "TINA-30", 2, 5),
+        )
+    conn.close()
+    plain = create_engine(f"sqlite:///{path}")
+    try:
+        drop_schema(plain)  # what a rebuild does first
+        create_schema(plain)
+        with plain.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM sales_fact").scalar() == 0
+    finally:
+        plain.dispose()
