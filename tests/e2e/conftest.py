@@ -64,6 +64,21 @@ class Client:
             stock_pb2.GetStockRequest(sku=sku, location=location), timeout=10
         )
 
+    def stock_at(self, sku: str, position: int, attempts: int = 3) -> stock_pb2.GetStockResponse:
+        """GetStock once the views reach `position`, asked again while the server answers
+        that they have not yet (UNAVAILABLE, "retry shortly"): each call waits at most 10 s
+        on the server, and a projector's consumer group may take longer to form right after
+        the backend starts."""
+        for attempt in range(attempts):
+            try:
+                return self.stocks.GetStock(
+                    stock_pb2.GetStockRequest(sku=sku, min_position=position), timeout=30
+                )
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def wait_for_stock(
         self, sku: str, total: int, timeout: float = 30.0
     ) -> stock_pb2.GetStockResponse:

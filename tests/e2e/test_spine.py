@@ -74,9 +74,7 @@ def test_receive_ten_sell_three_and_the_view_shows_seven_there_and_in_total(
     # Read-your-writes: an answer at or past the sale's position includes the sale. (An
     # answer that shows the sale may still name an older position: the position is read
     # before the rows, so it never claims more than they hold.)
-    view = client.stocks.GetStock(
-        stock_pb2.GetStockRequest(sku=SKU, min_position=receipt.position), timeout=30
-    )
+    view = client.stock_at(SKU, receipt.position)
     assert view.view_position >= receipt.position
     assert view.total_on_hand == 7
     assert [(row.location, row.on_hand) for row in view.locations] == [(STORE, 7)]
@@ -180,7 +178,7 @@ def test_the_pipeline_status_shows_every_partition_and_drains_to_no_lag(
 ) -> None:
     client = client_for(connect, start().grpc_port)
     receipt = client.receive(SKU, STORE, 5)
-    client.stocks.GetStock(stock_pb2.GetStockRequest(sku=SKU, min_position=receipt.position))
+    client.stock_at(SKU, receipt.position)
     status = client.stocks.GetPipelineStatus(stock_pb2.GetPipelineStatusRequest())
     assert len(status.partitions) == 4 * 3  # four topics of three partitions
     assert status.view_position >= receipt.position
