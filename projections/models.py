@@ -167,15 +167,20 @@ class SalesFact(ViewBase):
     position: Mapped[int] = mapped_column(BigInteger)
 
 
+def _sales_fact_query() -> str:
+    """The sales_fact view's SELECT: its id from the event's ids and the line number, every
+    other column from the table that has it, in SalesFact's order."""
+    lines = FactLine.__table__.c
+    columns = ["e.ids || l.line AS id"] + [
+        f"{'l' if column.name in lines else 'e'}.{column.name}"
+        for column in SalesFact.__table__.columns
+        if column.name != "id"
+    ]
+    return f"SELECT {', '.join(columns)} FROM fact_line AS l JOIN fact_event AS e ON e.ids = l.ids"
+
+
 # Each view's SELECT, in SQL that SQLite and PostgreSQL both read.
-VIEWS = {
-    "sales_fact": (
-        "SELECT e.ids || l.line AS id, e.kind, l.sale_id, e.location, e.channel, e.district, "
-        "e.terminal, e.shift_id, l.sku, l.campaign, l.units, l.gross_minor, l.discount_minor, "
-        "l.net_minor, l.tax_minor, l.currency, e.occurred_at, e.business_day, e.local_hour, "
-        "e.late, e.position FROM fact_line AS l JOIN fact_event AS e ON e.ids = l.ids"
-    ),
-}
+VIEWS = {"sales_fact": _sales_fact_query()}
 
 
 class PaymentFact(Base):

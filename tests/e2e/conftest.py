@@ -69,15 +69,14 @@ class Client:
         that they have not yet (UNAVAILABLE, "retry shortly"): each call waits at most 10 s
         on the server, and a projector's consumer group may take longer to form right after
         the backend starts."""
-        for attempt in range(attempts):
+        request = stock_pb2.GetStockRequest(sku=sku, min_position=position)
+        for _ in range(attempts - 1):
             try:
-                return self.stocks.GetStock(
-                    stock_pb2.GetStockRequest(sku=sku, min_position=position), timeout=30
-                )
+                return self.stocks.GetStock(request, timeout=30)
             except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
-        raise AssertionError("unreachable")
+        return self.stocks.GetStock(request, timeout=30)
 
     def wait_for_stock(
         self, sku: str, total: int, timeout: float = 30.0
