@@ -18,6 +18,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from projections.projector import Record
+from projections.record_batches import faster_records
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def new_consumer(bootstrap: str, group: str, client_id: str, **overrides: Any) -
         "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     options.update(overrides)
-    return KafkaConsumer(**options)
+    return faster_records(KafkaConsumer(**options))
 
 
 class KafkaDeadLetters:
