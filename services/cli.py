@@ -227,16 +227,20 @@ def _rebuild(settings: Settings, target: str, live_url: URL, *, swap: bool, comp
     from services.bus import topic_names  # noqa: PLC0415
 
     engine = make_engine(target)
+    # Redrawn at each progress report rather than by rich's refresh thread: from a process
+    # with no other thread, the rebuild forks its replaying processes instead of spawning them.
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(),
+        TimeElapsedColumn(), auto_refresh=False,
     ) as bar:  # fmt: skip
         task = bar.add_task("replaying events", total=None)
         result = replay(
             settings.kafka_bootstrap_servers,
             topic_names(settings.topic_namespace),
             engine,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=lambda done, total: bar.update(
+                task, completed=done, total=total, refresh=True
+            ),
         )
     rate = result.records / result.seconds if result.seconds else 0.0
     typer.echo(

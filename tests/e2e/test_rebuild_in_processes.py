@@ -1,7 +1,12 @@
-"""A rebuild split over processes by partition gives the live views, row for row."""
+"""A rebuild split over processes by partition gives the live views, row for row, with its
+processes spawned (from this process, which runs threads) or forked (from one without)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,7 +14,7 @@ import pytest
 from domain.online import ReservedLine
 from projections.db import make_engine
 from projections.queries import ProgressQueries
-from projections.rebuild import differences, rebuild
+from projections.rebuild import _context, differences, rebuild
 from services.application import SaleLineInput
 from services.bus import topic_names
 from services.localkafka import LocalKafka
@@ -18,8 +23,34 @@ from services.runtime import Backend
 pytestmark = pytest.mark.kafka
 
 
+# A rebuild from a process of its own, which runs no other thread: its processes are forked.
+FORKED = """
+import json, sys
+from projections.db import make_engine
+from projections.rebuild import _context, rebuild
+bootstrap, topics, url = json.loads(sys.argv[1])
+engine = make_engine(url)
+assert _context().get_start_method() == "fork"
+result = rebuild(bootstrap, topics, engine, processes=3)
+engine.dispose()
+print(json.dumps([result.records, result.applied, result.dead_letters]))
+"""
+
+
+def test_processes_are_spawned_from_a_process_running_another_thread() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert _context().get_start_method() == "spawn"
+    finally:
+        stop.set()
+        other.join()
+
+
+@pytest.mark.parametrize("started", ["spawned", "forked"])
 def test_a_rebuild_in_three_processes_equals_the_live_views(
-    backend: Backend, kafka_broker: LocalKafka, namespace: str, tmp_path: Path
+    backend: Backend, kafka_broker: LocalKafka, namespace: str, tmp_path: Path, started: str
 ) -> None:
     app = backend.app
     assert app is not None and backend.engine is not None
@@ -40,14 +71,24 @@ def test_a_rebuild_in_three_processes_equals_the_live_views(
         max(placed.position, last.position), timeout=30
     )
     seen: list[tuple[int, int]] = []
-    rebuilt = make_engine(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    url = f"sqlite:///{tmp_path / 'rebuilt.sqlite'}"
+    rebuilt = make_engine(url)
     try:
-        result = rebuild(
-            kafka_broker.bootstrap, topic_names(namespace), rebuilt,
-            progress=lambda done, total: seen.append((done, total)), processes=3,
-        )  # fmt: skip
-        assert result.applied > 200 and result.dead_letters == 0
-        assert seen[-1][0] == seen[-1][1] == result.records
+        if started == "spawned":
+            result = rebuild(
+                kafka_broker.bootstrap, topic_names(namespace), rebuilt,
+                progress=lambda done, total: seen.append((done, total)), processes=3,
+            )  # fmt: skip
+            records, applied, refused = result.records, result.applied, result.dead_letters
+            assert seen[-1][0] == seen[-1][1] == records
+        else:
+            spec = json.dumps([kafka_broker.bootstrap, topic_names(namespace), url])
+            out = subprocess.run(
+                [sys.executable, "-c", FORKED, spec], capture_output=True, text=True, timeout=120,
+                check=True,
+            )  # fmt: skip
+            records, applied, refused = json.loads(out.stdout.splitlines()[-1])
+        assert applied > 200 and refused == 0 and records >= applied
         assert differences(backend.engine, rebuilt) == []
     finally:
         rebuilt.dispose()
