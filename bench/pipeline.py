@@ -32,7 +32,7 @@ views and consumer groups of their own); each result is both runs as one (`merge
 rate of each under `rounds`.
 
 Result keys: relay, raw_produce, projector, raw_consume, rows_floor, rebuild, records_on_topics,
-rebuild_day {events, records, streams, seconds, rate, record_rate, dead_letters, gaps,
+rebuild_day {events, records, streams, seconds, rate, record_rate, dead_letters, processes, gaps,
 views_agree, disagreements, feed {events, records, seconds, rate}}, profiles.
 """
 
@@ -829,6 +829,7 @@ def bench_rebuild_day(
         "rate": result.applied / result.seconds if result.seconds else 0.0,
         "record_rate": result.records / result.seconds if result.seconds else 0.0,
         "dead_letters": result.dead_letters,
+        "processes": result.processes,
         "gaps": gaps,
         "views_agree": not wrong,
         "disagreements": wrong,

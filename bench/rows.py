@@ -253,7 +253,8 @@ def rebuild_rows(results: Results, errors: dict[str, str]) -> list[Row]:
         rows.append(
             Row(
                 f"5. rebuild, {day['events']:,} generated events of a retail day "
-                f"({day['records']:,} records, {day['streams']:,} streams)",
+                f"({day['records']:,} records, {day['streams']:,} streams; replaying "
+                f"processes: {day.get('processes', '?')})",
                 f"{_n(day['rate'])} events/s ({day['seconds']:.1f} s); {checked}",
                 "-", "-", ">= 30,000 events/s",
                 _met(day["rate"] >= 30_000 and bool(day.get("views_agree"))),

@@ -36,6 +36,7 @@ class RebuildResult:
     applied: int
     dead_letters: int
     seconds: float
+    processes: str = "one"  # or how the replaying processes started: "fork" or "spawn"
 
 
 # Below this many records one process replays everything: starting more costs more than it saves.
@@ -79,9 +80,12 @@ def rebuild(
         processes = (os.cpu_count() or 1) if total >= PARALLEL_FROM else 1
     slices = _split([(tp.topic, tp.partition, ends[tp]) for tp in partitions], processes)
     deadline = started + timeout
+    how = "one"
     if len(slices) > 1:
+        context = _context()
+        how = context.get_start_method()
         records, applied, rejected = _replay_in_processes(
-            bootstrap, engine, slices, deadline, progress, total
+            context, bootstrap, engine, slices, deadline, progress, total
         )
     else:
         writer = _bulk_engine(engine)
@@ -95,7 +99,7 @@ def rebuild(
                 writer.dispose()
     for index in deferred:
         index.create(engine)
-    return RebuildResult(records, applied, rejected, time.monotonic() - started)
+    return RebuildResult(records, applied, rejected, time.monotonic() - started, how)
 
 
 def _bulk_engine(engine: Engine) -> Engine | None:
@@ -162,6 +166,7 @@ def _replay(
 
 
 def _replay_in_processes(
+    context: ForkContext | SpawnContext,
     bootstrap: str,
     engine: Engine,
     slices: list[_Slice],
@@ -169,7 +174,6 @@ def _replay_in_processes(
     progress: Callable[[int, int], None],
     total: int,
 ) -> tuple[int, int, int]:
-    context = _context()
     # No open connection of this process's crosses a fork: SQLite's own state for a file
     # open in the parent would be shared with the child's connections to it.
     engine.dispose()
