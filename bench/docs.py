@@ -455,8 +455,9 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
             f"{ratio_text(proj['rate'] / consume['rate'])} of raw consume + upsert. Per record it "
             "used "
             f"{1e6 * float(proj.get('cpu_per_record') or 0):.0f} us of CPU, the raw baseline "
-            f"{1e6 * float(consume.get('cpu_per_record') or 0):.0f} us; kafka-python's fetch "
-            "and record parsing, in Python, is paid by both. The raw baseline writes one narrow "
+            f"{1e6 * float(consume.get('cpu_per_record') or 0):.0f} us; both fetch in Python, "
+            "and the projector decodes the batches at about half of kafka-python's CPU a "
+            "record. The raw baseline writes one narrow "
             f"row per record into one table; the views hold {total:,} rows for these "
             f"{records:,} records ({total / records:.1f} a record: {facts:,} sales and "
             "payment facts, one per flash order, sale line and payment, and what the sales "
@@ -482,7 +483,7 @@ def _pipeline_analysis(pipeline: dict[str, Any]) -> list[str]:
         lines.append(
             f"- Rebuild: {day['rate']:,.0f} events/s with one replaying process per core. It "
             "is bound by CPU: the two processes and the broker share the 2 cores, and each "
-            "event costs kafka-python's parsing plus the projector's work above."
+            "event costs its fetch and decoding plus the projector's work above."
         )
     return lines
 
@@ -792,6 +793,10 @@ def render(
         "each rate is the records of both runs over their summed time, so a steady drift of "
         "the machine's speed falls on both sides of the ratio. Each run's rate is in the "
         "details.",
+        "- The projector and the rebuild read fetched batches with "
+        "`projections/record_batches.py` (the same records as kafka-python's consumer gives, "
+        "at about half its CPU a record); the raw consume baseline is kafka-python's consumer "
+        "as installed.",
         "- Rebuild: `projections.rebuild.rebuild` (what `retail rebuild` runs) of every event "
         "topic into fresh SQLite views; events/s counts applied events, markers aside. Above "
         "100,000 records it splits the partitions over one process per core, as two "
