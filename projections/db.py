@@ -330,8 +330,8 @@ class BulkWriter:
         """Inserts rows that never change once written (an event's fact_event row), each the
         values of the columns `names` in that order; a row whose key is stored already is
         left as it is (ON CONFLICT DO NOTHING): it was written from the same event."""
-        plan = self._upsert_plan(table, names, (), keep_stored=True)
         if rows:
+            plan = self._upsert_plan(table, names, (), keep_stored=True)
             conn.exec_driver_sql(plan.sql, plan.tuple_params(rows))
 
     def insert_groups(

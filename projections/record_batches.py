@@ -69,7 +69,6 @@ class BatchRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         out: list[Any] = []
         while self.record_iterator is not None and (n is None or len(out) < n):
             if self._next == len(self._taken):
-                self.next_fetch_offset = max(self.next_fetch_offset, self._after)
                 try:
                     more = self._decode_next()
                 except Exception as failed:
@@ -90,8 +89,10 @@ class BatchRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         return out
 
     def _decode_next(self) -> bool:
-        """Decodes the next batch that has records to take; False when none is left."""
+        """Decodes the next batch that has records to take; False when none is left. The
+        fetch offset moves past each batch left behind (compacted offsets included)."""
         while True:
+            self.next_fetch_offset = max(self.next_fetch_offset, self._after)
             batch = self._records.next_batch()
             if batch is None:
                 return False
@@ -112,7 +113,6 @@ class BatchRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             self._taken, self._next = taken, 0
             if taken:
                 return True
-            self.next_fetch_offset = max(self.next_fetch_offset, self._after)
 
     def _decode(self, batch: DefaultRecordBatch) -> list[Any]:
         """A v2 batch's records from `fetch_offset` on, as ConsumerRecords."""
