@@ -248,6 +248,11 @@ class Projector:
             every.extend((topic, p) for p in partitions)
         self._register_partitions(every)
         self.consumer.subscribe(list(topics), listener=_SeekToStored(self))
+        # The topics are known already, so subscribing asks for no metadata, and kafka-python
+        # would make its first assignment against an empty picture of the topics, then see
+        # them at the next refresh and join the group again (30 times in 400 starts). A
+        # fetch of the metadata now gives it the picture before it joins.
+        self.consumer.topics()
 
     def _register_partitions(self, partitions: list[tuple[str, int]]) -> None:
         """A row per partition from the start, so no partition is missed in the watermark."""

@@ -31,6 +31,13 @@ ORDERS_TOPIC = "retail.orders.v1"
 # the relay and projectors idle long after the broker is back (measured up to 38 s). One
 # second, the Java client's default, brings them back within a few seconds.
 RECONNECT_BACKOFF_MAX_MS = 1_000
+# A request the broker has not answered in this long is given up: the connection is closed
+# and the request tried again. kafka-python's default is 30 s; once, in a fresh-clone test
+# run, a projector's SyncGroup went unanswered (its group had just joined twice at start-up)
+# and the views stayed empty for the test's whole 30 s. Every request these clients send is
+# answered within milliseconds on a healthy broker (fetches wait at most fetch_max_wait_ms,
+# a JoinGroup gets a timeout of its own sized for rebalances).
+REQUEST_TIMEOUT_MS = 10_000
 
 EVENT_TOPICS = (CATALOG_TOPIC, STOCK_TOPIC, SALES_TOPIC, ORDERS_TOPIC)
 
@@ -130,7 +137,7 @@ class EnvelopeProducer:
                 batch_size=256 * 1024,
                 retries=2_147_483_647,
                 delivery_timeout_ms=30_000,
-                request_timeout_ms=10_000,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
 
@@ -210,6 +217,7 @@ def new_consumer(bootstrap: str, group: str, client_id: str, **overrides: Any) -
         "heartbeat_interval_ms": 2_000,
         # New partitions and topics are noticed within seconds, not the default five minutes.
         "metadata_max_age_ms": 5_000,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
         "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     options.update(overrides)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import Tracking
+from kafka import TopicPartition
 from sqlalchemy import Engine, func, select
 
 from domain.values import LocationKind, Money
 from projections.db import make_engine
 from projections.models import ConsumerOffset, SaleView, StockView, StreamGap
-from projections.projector import FetchWait, Projector
+from projections.projector import FetchWait, Projector, _SeekToStored
 from protos.retail.v1 import events_pb2
 from services.application import RetailApp, SaleLineInput
 from services.bus import EnvelopeProducer, ensure_topics, new_consumer, topic_names
@@ -264,3 +265,32 @@ def test_an_idle_projector_waits_longer_per_fetch_and_a_new_record_still_comes_a
         relay.producer.close()
         projector.close()
     assert on_hand(engine, "TINA-30", "STORE-1") == 4
+
+
+def test_a_starting_projector_joins_its_group_once_and_keeps_its_partitions(
+    kafka_broker: LocalKafka,
+    topics: list[str],
+    engine: Engine,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second join at start-up (kafka-python assigning against metadata it had not read yet)
+    # is a rebalance nobody asked for, and once it left a projector without partitions.
+    assigned: list[set[tuple[str, int]]] = []
+    seek = _SeekToStored.on_partitions_assigned
+
+    def counted(listener: _SeekToStored, partitions: Sequence[TopicPartition]) -> None:
+        assigned.append({(tp.topic, tp.partition) for tp in partitions})
+        seek(listener, partitions)
+
+    monkeypatch.setattr(_SeekToStored, "on_partitions_assigned", counted)
+    projector = make_projector(kafka_broker, engine, topics, f"{namespace}once")
+    try:
+        # Past the consumer's metadata refresh (5 s), which is what showed the topics anew.
+        until = time.monotonic() + 6.5
+        while time.monotonic() < until:
+            projector.poll_once(timeout_ms=200)
+        assert projector.consumer.assignment()
+    finally:
+        projector.close()
+    assert assigned == [{(t, p) for t in topics for p in range(3)}]
