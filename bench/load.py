@@ -44,6 +44,7 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
 @dataclass
 class Run:
     started: float = 0.0
+    started_unix: float = 0.0  # `started` as unix time, for lining up with other processes
     elapsed: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -61,6 +62,7 @@ class Run:
             "outcomes": dict(self.outcomes),
             "dropped": self.dropped,
             "load_cores": self.cores,
+            "started_unix": self.started_unix,
             **latency_summary(self.latencies_ms),
         }
 
@@ -81,7 +83,7 @@ async def closed_loop(call: Call, total: int, concurrency: int, seconds: float) 
     `total` calls were made or `seconds` passed."""
     run = Run()
     next_index = 0
-    run.started = time.perf_counter()
+    run.started, run.started_unix = time.perf_counter(), time.time()
     stop_at = run.started + seconds
 
     async def caller() -> None:
@@ -165,6 +167,10 @@ async def flash(spec: dict[str, Any]) -> dict[str, Any]:
         "confirmed": len(confirmed),
         "sold_out_seconds": sold_out_at,
         "confirmed_per_second": units / sold_out_at if sold_out_at else 0.0,
+        # Calls answered until the last unit was sold (sold-out answers among them).
+        "calls_until_sold_out": sum(1 for at, _ in run.finished_at if at <= sold_out_at)
+        if sold_out_at
+        else 0,
         "tenths_at": tenths if confirmed else [],
     }
 

@@ -27,7 +27,9 @@ from bench.stack import (
     BackendProcess,
     ForeignLoad,
     RssSampler,
+    TimePoint,
     cpu_use,
+    phase_cores,
     start_backend,
     start_broker,
     start_server,
@@ -103,6 +105,9 @@ class Bench:
     def cpu_window(self, name: str) -> AbstractContextManager[None]:
         return self.sampler.window(name) if self.sampler is not None else nullcontext()
 
+    def timeline(self) -> AbstractContextManager[list[TimePoint]]:
+        return self.sampler.timeline() if self.sampler is not None else nullcontext([])
+
     def warmup_phase(self) -> None:
         assert self.broker is not None and self.broker.process is not None
         seconds = self.sizes.warmup_seconds
@@ -174,8 +179,13 @@ class Bench:
         with (
             profile.attached(self.children, backend.process.pid, "flash", self.work) as prof,
             self.cpu_window("flash"),
+            self.timeline() as points,
         ):
             result = self.load(spec, "flash-backend", s.flash_seconds + 120)
+        if result.get("sold_out_seconds") and points:
+            # Until the last unit and after it (the sold-out tail): which is bound by what.
+            cut = float(result["started_unix"]) + float(result["sold_out_seconds"])
+            result["phases"] = phase_cores(points, cut)
         self.profiles.update(prof.summaries)
         sell(1, FLASH_BESIDE[::-1])
         for mode, runs in parts.items():

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import psutil  # type: ignore[import-untyped]
@@ -162,6 +162,37 @@ def cpu_use(pid: int) -> Iterator[dict[str, float]]:
     found["cpu_seconds"] = used
 
 
+class TimePoint(NamedTuple):
+    """CPU seconds used so far, at a moment (unix time): by the backend's API process, its
+    Python children (the relay+projector process), the broker, and the whole machine."""
+
+    at: float
+    api: float
+    pipeline: float
+    broker: float
+    machine: float
+
+
+def phase_cores(points: Sequence[TimePoint], cut: float) -> dict[str, dict[str, float]]:
+    """Cores busy on average before the moment `cut` and after it, each from the points
+    nearest to it on its own side: {"before": {...}, "after": {...}} with the seconds each
+    covers and the cores of "api", "pipeline", "broker" and "machine" (a side without two
+    points is left out)."""
+    before = [p for p in points if p.at <= cut]
+    after = [p for p in points if p.at >= cut]
+    found: dict[str, dict[str, float]] = {}
+    for name, side in (("before", before), ("after", after)):
+        if len(side) < 2 or side[-1].at <= side[0].at:
+            continue
+        first, last = side[0], side[-1]
+        wall = last.at - first.at
+        found[name] = {"seconds": wall} | {
+            what: (getattr(last, what) - getattr(first, what)) / wall
+            for what in ("api", "pipeline", "broker", "machine")
+        }
+    return found
+
+
 @dataclass
 class RssSampler:
     """Samples a process's resident memory every `every` seconds in a thread of ours, and
@@ -184,6 +215,9 @@ class RssSampler:
     cpu_around: dict[str, dict[str, float]] = field(default_factory=dict)
     # Per window name: wall, process, Python children and broker CPU seconds, summed.
     _sums: dict[str, list[float]] = field(default_factory=dict)
+    # While a timeline is kept (`timeline`): every `timeline_every` seconds, a TimePoint.
+    timeline_every: float = 0.5
+    _timeline: list[TimePoint] | None = None
 
     def _python_children(self) -> list[psutil.Process]:
         """The Python processes the backend started (the relay/projector process)."""
@@ -203,12 +237,42 @@ class RssSampler:
     def _cpu_now(self, process: psutil.Process) -> tuple[float, float]:
         return time.monotonic(), _cpu_seconds(process)
 
+    def _point(self) -> None:
+        """A TimePoint onto the timeline being kept, if one is."""
+        timeline = self._timeline
+        if timeline is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            children, broker = self._around_now()
+            machine = psutil.cpu_times()
+            busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+            timeline.append(
+                TimePoint(time.time(), _cpu_seconds(self._process), children, broker, busy)
+            )
+
+    @contextmanager
+    def timeline(self) -> Iterator[list[TimePoint]]:
+        """The CPU seconds so far of the process, its Python children, the broker and the
+        whole machine, every `timeline_every` seconds of the block (and at both ends)."""
+        points: list[TimePoint] = []
+        self._timeline = points
+        self._point()
+        try:
+            yield points
+        finally:
+            self._point()
+            self._timeline = None
+
     def start(self) -> RssSampler:
         process = psutil.Process(self.pid)
         self._process = process
 
         def sample() -> None:
+            next_point = 0.0
             while not self._stop.wait(self.every):
+                if self._timeline is not None and time.monotonic() >= next_point:
+                    next_point = time.monotonic() + self.timeline_every
+                    self._point()
                 try:
                     rss = int(process.memory_info().rss)
                 except psutil.Error:

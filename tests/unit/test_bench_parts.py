@@ -160,3 +160,42 @@ def test_the_group_commit_peer_is_compared_per_call_only_when_the_backend_costs_
     assert "more per call" not in text(0.000388)
     assert "0.388 ms a call is not above the peer's" in text(0.000388)
     assert _group_peer({}, 3_061.0, 0.000388) == ""
+
+
+def test_the_flash_sales_cores_are_split_at_the_moment_the_last_unit_sold() -> None:
+    from bench.stack import TimePoint, phase_cores  # noqa: PLC0415
+
+    # API, relay+projector, broker and machine CPU seconds so far, every half second: the
+    # API at 0.7 of a core until t=101, then at 1.0 while the others fall idle.
+    points = [TimePoint(100.0, 0.0, 0.0, 0.0, 0.0), TimePoint(100.5, 0.35, 0.15, 0.2, 0.95)]
+    points += [TimePoint(101.0, 0.7, 0.3, 0.4, 1.9), TimePoint(101.5, 1.2, 0.3, 0.4, 2.6)]
+    points += [TimePoint(102.0, 1.7, 0.31, 0.41, 3.3)]
+
+    phases = phase_cores(points, cut=101.2)
+
+    before, after = phases["before"], phases["after"]
+    assert before["seconds"] == 1.0 and after["seconds"] == 0.5
+    assert abs(before["api"] - 0.7) < 1e-9 and abs(before["machine"] - 1.9) < 1e-9
+    assert abs(before["pipeline"] - 0.3) < 1e-9 and abs(before["broker"] - 0.4) < 1e-9
+    assert abs(after["api"] - 1.0) < 1e-9 and abs(after["pipeline"] - 0.02) < 1e-9
+    assert phase_cores(points, cut=99.0).keys() == {"after"}  # nothing sampled before it
+    assert phase_cores(points[:1], cut=100.0) == {}
+
+
+def test_a_sale_held_back_by_its_share_of_the_cores_is_told_from_one_held_back_by_work() -> None:
+    from bench.docs import _flash_phases, _selling_share  # noqa: PLC0415
+
+    selling = {"seconds": 20.0, "api": 0.72, "pipeline": 0.34, "broker": 0.44, "machine": 1.96}
+    tail = {"seconds": 13.0, "api": 0.98, "pipeline": 0.03, "broker": 0.04, "machine": 1.6}
+    phases = {"before": selling, "after": tail}
+    flash = {"calls": 60_000, "calls_until_sold_out": 30_000, "phases": phases}
+
+    # 0.72 cores for 20 s over 30,000 calls: 0.48 ms a call, the no-op's 0.50.
+    assert "The API's share of the cores held" in _selling_share(flash, 0.000500)
+    assert "0.480 ms of CPU a call" in _selling_share(flash, 0.000500)
+    assert "the work per purchase is what costs" in _selling_share(flash, 0.000400)
+    assert _selling_share({"calls": 60_000}, 0.000500) == ""
+    text = _flash_phases({"flash": flash})
+    assert "the relay+projector 0.34, the broker 0.44, the load process and the rest 0.46" in text
+    assert "in the sold-out tail after it (30,000 calls): the API process 0.98 cores" in text
+    assert _flash_phases({"flash": {"calls": 5}}) == ""
