@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.report import ratio_text
@@ -153,6 +154,17 @@ def _flash_phases(results: dict[str, Any]) -> str:
         after = float(flash.get("calls") or 0) - sold
         text += f"; in the sold-out tail after it ({after:,.0f} calls): {busy(tail, after)}"
     return text + "."
+
+
+def _steal_text(foreign: dict[str, Any]) -> str:
+    """What the hypervisor withheld from this virtual machine during the run ("steal")."""
+    if "steal_cores" not in foreign:
+        return ""
+    text = f"The hypervisor withheld {foreign['steal_cores']:.2f} cores on average (steal time)"
+    if foreign.get("steal_peak_at"):
+        at = datetime.fromtimestamp(float(foreign["steal_peak_at"]), UTC).strftime("%H:%M:%S")
+        text += f", at most {float(foreign['steal_peak']):.2f} over a second (at {at} UTC)"
+    return text + ". "
 
 
 def _rate(results: dict[str, Any], key: str, field: str = "rate") -> float:
@@ -707,7 +719,8 @@ def render(
         f"Measured {date} on {machine}. Processes not started by the run used "
         f"{foreign.get('average_cores', 0.0):.2f} cores on average meanwhile (peak "
         f"{foreign.get('peak_cores', 0.0):.2f} over a second): figures from a busy machine "
-        "are low. Quiet, this machine's speed still drifts: on 2026-12-01 raw consume (a "
+        f"are low. {_steal_text(foreign)}Quiet, this machine's speed still drifts: on "
+        "2026-12-01 raw consume (a "
         "baseline no product change touches) ran at 48,443-60,381 records/s a round in the "
         "morning's full runs and at 33,150-40,367 in two runs of the afternoon; full runs of "
         "the same product code that morning gave the generated day's rebuild 27,084-31,455 "

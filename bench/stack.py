@@ -333,6 +333,11 @@ class ForeignLoad:
     cpu_seconds: float = 0.0
     peak_cores: float = 0.0
     seconds: float = 0.0
+    # The CPU time the hypervisor gave to others while ours wanted it ("steal"): a virtual
+    # machine's cores can pause for everything on them at once.
+    steal_seconds: float = 0.0
+    steal_peak: float = 0.0  # cores withheld, the most over one interval
+    steal_peak_at: float = 0.0  # when that interval ended (unix time)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -351,18 +356,23 @@ class ForeignLoad:
 
     def start(self) -> ForeignLoad:
         def sample() -> None:
-            before, at = self._foreign(), time.monotonic()
+            before, at, stolen = self._foreign(), time.monotonic(), _steal()
             while not self._stop.wait(self.every):
                 try:
-                    now, now_at = self._foreign(), time.monotonic()
+                    now, now_at, now_stolen = self._foreign(), time.monotonic(), _steal()
                 except psutil.Error:
                     continue
                 used = sum(cpu - before.get(key, 0.0) for key, cpu in now.items())
                 used = max(used, 0.0)
+                wall = now_at - at
                 self.cpu_seconds += used
-                self.seconds += now_at - at
-                self.peak_cores = max(self.peak_cores, used / (now_at - at))
-                before, at = now, now_at
+                self.seconds += wall
+                self.peak_cores = max(self.peak_cores, used / wall)
+                withheld = max(now_stolen - stolen, 0.0)
+                self.steal_seconds += withheld
+                if withheld / wall > self.steal_peak:
+                    self.steal_peak, self.steal_peak_at = withheld / wall, time.time()
+                before, at, stolen = now, now_at, now_stolen
 
         self._thread = threading.Thread(target=sample, name="foreign-load", daemon=True)
         self._thread.start()
@@ -373,4 +383,13 @@ class ForeignLoad:
         if self._thread is not None:
             self._thread.join(10)
         average = self.cpu_seconds / self.seconds if self.seconds else 0.0
-        return {"average_cores": average, "peak_cores": self.peak_cores}
+        steal = self.steal_seconds / self.seconds if self.seconds else 0.0
+        return {
+            "average_cores": average, "peak_cores": self.peak_cores, "steal_cores": steal,
+            "steal_peak": self.steal_peak, "steal_peak_at": self.steal_peak_at,
+        }  # fmt: skip
+
+
+def _steal() -> float:
+    """The machine's steal time so far, in CPU seconds (0 where the system does not say)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))

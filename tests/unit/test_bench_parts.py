@@ -202,3 +202,17 @@ def test_a_sale_held_back_by_its_share_of_the_cores_is_told_from_one_held_back_b
     assert "the relay+projector 0.34, the broker 0.44, the load process and the rest 0.46" in text
     assert "in the sold-out tail after it (30,000 calls): the API process 0.98 cores" in text
     assert _flash_phases({"flash": {"calls": 5}}) == ""
+
+
+def test_the_header_says_what_the_hypervisor_withheld_and_when_most() -> None:
+    from bench.docs import _steal_text  # noqa: PLC0415
+
+    stolen = {"steal_cores": 0.03, "steal_peak": 0.71, "steal_peak_at": 1_796_163_904.5}
+    assert _steal_text(stolen) == (
+        "The hypervisor withheld 0.03 cores on average (steal time), at most 0.71 over a "
+        "second (at 22:25:04 UTC). "
+    )
+    assert _steal_text({"steal_cores": 0.0, "steal_peak": 0.0, "steal_peak_at": 0.0}) == (
+        "The hypervisor withheld 0.00 cores on average (steal time). "
+    )
+    assert _steal_text({"average_cores": 0.02}) == ""
