@@ -244,10 +244,8 @@ class RssSampler:
             return
         with contextlib.suppress(psutil.Error):
             children, broker = self._around_now()
-            machine = psutil.cpu_times()
-            busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
             timeline.append(
-                TimePoint(time.time(), _cpu_seconds(self._process), children, broker, busy)
+                TimePoint(time.time(), _cpu_seconds(self._process), children, broker, _busy())
             )
 
     @contextmanager
@@ -388,6 +386,14 @@ class ForeignLoad:
             "average_cores": average, "peak_cores": self.peak_cores, "steal_cores": steal,
             "steal_peak": self.steal_peak, "steal_peak_at": self.steal_peak_at,
         }  # fmt: skip
+
+
+def _busy() -> float:
+    """The machine's CPU seconds so far spent running something: neither idle, nor waiting
+    for I/O, nor withheld by the hypervisor (steal); guest time is counted in user already."""
+    times = psutil.cpu_times()
+    left_out = ("idle", "iowait", "steal", "guest", "guest_nice")
+    return float(sum(times) - sum(getattr(times, name, 0.0) for name in left_out))
 
 
 def _steal() -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+import pytest
 
 from bench.common import merged_flash, merged_runs
 from bench.docs import _parts_overlap, _sold_out_tail, projector_bound
@@ -216,3 +218,28 @@ def test_the_header_says_what_the_hypervisor_withheld_and_when_most() -> None:
         "The hypervisor withheld 0.00 cores on average (steal time). "
     )
     assert _steal_text({"average_cores": 0.02}) == ""
+
+
+def test_the_machines_busy_time_leaves_out_idle_io_wait_steal_and_guest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psutil  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    import bench.stack  # noqa: PLC0415
+
+    class Times(NamedTuple):
+        user: float = 10.0
+        nice: float = 1.0
+        system: float = 4.0
+        idle: float = 50.0
+        iowait: float = 2.0
+        irq: float = 0.5
+        softirq: float = 0.5
+        steal: float = 3.0
+        guest: float = 1.5
+        guest_nice: float = 0.0
+
+    monkeypatch.setattr(psutil, "cpu_times", Times)
+
+    assert bench.stack._busy() == 16.0  # user, nice, system, irq, softirq
+    assert bench.stack._steal() == 3.0
