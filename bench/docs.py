@@ -89,13 +89,17 @@ def _cpu_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _phase_cpu_per_call(phase: dict[str, float] | None, calls: float) -> float:
+    """The API process's CPU seconds a call in one part of the flash sale (0: not known)."""
+    if not phase or not calls:
+        return 0.0
+    return float(phase["api"]) * float(phase["seconds"]) / calls
+
+
 def _selling_cpu_per_call(flash: dict[str, Any]) -> float:
     """The API process's CPU seconds a call until the last unit was sold (0: not known)."""
     selling = (flash.get("phases") or {}).get("before")
-    calls = float(flash.get("calls_until_sold_out") or 0)
-    if not selling or not calls:
-        return 0.0
-    return float(selling["api"]) * float(selling["seconds"]) / calls
+    return _phase_cpu_per_call(selling, float(flash.get("calls_until_sold_out") or 0))
 
 
 def _selling_share(flash: dict[str, Any], transport: float, ceiling: float) -> str:
@@ -136,7 +140,7 @@ def _flash_phases(results: dict[str, Any]) -> str:
         return ""
 
     def busy(phase: dict[str, float], calls: float) -> str:
-        per_call = phase["api"] * phase["seconds"] / calls if calls else 0.0
+        per_call = _phase_cpu_per_call(phase, calls)
         rest = phase["machine"] - phase["api"] - phase["pipeline"] - phase["broker"]
         return (
             f"the API process {phase['api']:.2f} cores ({1000 * per_call:.3f} ms of CPU a "
