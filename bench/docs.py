@@ -259,7 +259,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
                 "200 ms instead, measured apart 2026-12-01 in a 30,000-unit sale, the "
                 "relay+projector went from 0.24 to 0.18 cores and the broker from 0.27 to 0.21, "
                 "but the POS projection lag's p99 at half load to 300 ms), a third core, "
-                if api_per_call <= budget or _selling_cpu_per_call(flash_run) <= budget
+                if (_selling_cpu_per_call(flash_run) or api_per_call) <= budget
                 else "What would reach 0.70: less Python per purchase than that, "
             )
             + "or more than one core for the API: several API processes each owning a share of the "

@@ -243,3 +243,26 @@ def test_the_machines_busy_time_leaves_out_idle_io_wait_steal_and_guest(
 
     assert bench.stack._busy() == 16.0  # user, nice, system, irq, softirq
     assert bench.stack._steal() == 3.0
+
+
+def test_what_would_reach_the_flash_target_follows_the_cpu_a_call_it_is_measured_by() -> None:
+    from bench.docs import _analysis  # noqa: PLC0415
+
+    def reach(api_cores: float, phases: dict[str, Any] | None) -> str:
+        flash: dict[str, Any] = {"confirmed_per_second": 1_200.0, "rate": 2_000.0, "calls": 200_000}
+        if phases is not None:
+            flash |= {"calls_until_sold_out": 100_000, "phases": {"before": phases}}
+        results = {
+            "flash": flash, "flash_ceiling": {"rate": 2_000.0, "server_cores": 0.9},
+            "flash_naive": {"confirmed_per_second": 1_000.0},
+            "rss": {"cpu": {"flash": api_cores}},
+        }  # fmt: skip
+        line = next(line for line in _analysis(results) if line.startswith("- Flash sale"))
+        return line[line.index("What would reach") :]
+
+    # 0.70 of 2,000 calls/s allows 0.714 ms a call.
+    assert "a whole core for the API" in reach(1.0, None)  # 0.500 ms a call
+    assert "less Python per purchase" in reach(1.6, None)  # 0.800 ms, nothing sampled
+    selling = {"seconds": 80.0, "api": 0.95, "pipeline": 0.3, "broker": 0.1, "machine": 1.9}
+    # 0.760 ms a call until the last unit, though 0.500 over the whole run.
+    assert "less Python per purchase" in reach(1.0, selling)
