@@ -255,10 +255,10 @@ def _analysis(results: dict[str, Any]) -> list[str]:
                 f"budget above, but it ran at {api_cores:.2f} of one: the load process and the "
                 "broker are left to the system and may run there too), fewer records through the "
                 "relay, the broker and the projector while a sale lasts (most of them are the "
-                "relay's position markers, one per partition per relay call: sent at most every "
-                "200 ms instead, measured apart 2026-12-01 in a 30,000-unit sale, the "
-                "relay+projector went from 0.24 to 0.18 cores and the broker from 0.27 to 0.21, "
-                "but the POS projection lag's p99 at half load to 300 ms), a third core, "
+                "relay's position markers, one per partition per relay call; a call already "
+                "waits for as many events as it sends markers, 100 ms at most, which in "
+                "30,000-unit sales measured apart 2026-12-02 took the relay+projector from "
+                "0.23-0.24 to 0.14 cores and the broker from 0.25-0.27 to 0.18), a third core, "
                 if (_selling_cpu_per_call(flash_run) or api_per_call) <= budget
                 else "What would reach 0.70: less Python per purchase than that, "
             )

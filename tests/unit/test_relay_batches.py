@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -52,8 +54,8 @@ class _Recording(EnvelopeProducer):
         self.flushes += 1
 
 
-def _receive_many(app: RetailApp, count: int) -> int:
-    for n in range(count):
+def _receive_many(app: RetailApp, count: int, first: int = 0) -> int:
+    for n in range(first, first + count):
         app.receive_stock("TINA-30", "STORE-1", 1, f"DN-{n}")
     return app.recorder.max_notification_id() or 0
 
@@ -99,3 +101,46 @@ def test_a_batch_is_recorded_only_once_the_broker_acknowledged_all_of_it(
     assert relay.run_once() == head - 2
     assert relay.position == head
     assert [e.position for _, _, e in again.sent if e.stream_id][:3] == [3, 4, 5]
+
+
+def test_after_a_call_the_relay_waits_for_a_set_of_markers_worth_of_events_or_its_linger(
+    app: RetailApp,
+) -> None:
+    _receive_many(app, 3)
+    relay = OutboxRelay(app, _Recording())
+    relay.run_once()  # 3 events, then 8 markers: 4 topics of 2 partitions
+    stop = threading.Event()
+    # Nothing new: it waits its whole linger, no longer.
+    started = time.monotonic()
+    assert relay._gather(stop, 0.05, 0.3) is False
+    assert 0.3 <= time.monotonic() - started < 10
+    # Fewer events than markers wait: still the whole linger.
+    _receive_many(app, 4, first=3)
+    started = time.monotonic()
+    assert relay._gather(stop, 0.0, 0.3) is False
+    assert time.monotonic() - started >= 0.3
+    # Events that come while it waits end the wait once there are as many as markers.
+    later = threading.Timer(0.2, _receive_many, (app, 4, 7))
+    later.start()
+    started = time.monotonic()
+    try:
+        assert relay._gather(stop, 0.0, 30.0) is True
+    finally:
+        later.join()
+    assert 0.2 <= time.monotonic() - started < 10
+    # With a set's worth waiting, only the shortest wait is kept; a stop ends any wait.
+    started = time.monotonic()
+    assert relay._gather(stop, 0.05, 30.0) is True
+    assert 0.05 <= time.monotonic() - started < 10
+    relay.run_once()
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    assert relay._gather(stop, 0.0, 30.0) is False
+    assert time.monotonic() - started < 10
+
+
+def test_before_its_first_markers_the_relay_keeps_only_the_shortest_wait(app: RetailApp) -> None:
+    relay = OutboxRelay(app, _Recording())
+    started = time.monotonic()
+    assert relay._gather(threading.Event(), 0.05, 30.0) is True
+    assert time.monotonic() - started < 10
