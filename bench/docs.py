@@ -102,6 +102,11 @@ def _selling_cpu_per_call(flash: dict[str, Any]) -> float:
     return _phase_cpu_per_call(selling, float(flash.get("calls_until_sold_out") or 0))
 
 
+def _flash_budget(ceiling: float) -> float:
+    """The API's CPU seconds a call at which one core answers 0.70 of the ceiling's calls."""
+    return 1 / (0.7 * ceiling)
+
+
 def _selling_share(flash: dict[str, Any], transport: float, ceiling: float) -> str:
     """Whether the API's CPU a call or its share of the cores held the sale back, from the
     part of the run until the last unit (empty when that was not sampled)."""
@@ -109,7 +114,7 @@ def _selling_share(flash: dict[str, Any], transport: float, ceiling: float) -> s
     selling = (flash.get("phases") or {}).get("before")
     if not per_call or not selling or not transport or not ceiling:
         return ""
-    budget = 1 / (0.7 * ceiling)
+    budget = _flash_budget(ceiling)
     spent = (
         f"Until the last unit the API process used {1000 * per_call:.3f} ms of CPU a call "
         f"(the fastest no-op server {1000 * transport:.3f} ms)"
@@ -229,7 +234,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
     api_cores = float(backend_cpu.get("flash") or 0.0)
     api_per_call = api_cores / float(flash_run["rate"]) if flash_run.get("rate") else 0.0
     transport = _cpu_per_call(results.get("flash_ceiling"))
-    budget = 1 / (0.7 * ceiling)
+    budget = _flash_budget(ceiling)
     handing = _handing(handoff, aio_noop)
     naive = _rate(results, "flash_naive", "confirmed_per_second")
     flash_met = flash >= 0.7 * ceiling and flash > naive

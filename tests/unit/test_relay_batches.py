@@ -133,9 +133,13 @@ def test_after_a_call_the_relay_waits_for_a_set_of_markers_worth_of_events_or_it
     assert relay._gather(stop, 0.05, 30.0) is True
     assert 0.05 <= time.monotonic() - started < 10
     relay.run_once()
-    threading.Timer(0.1, stop.set).start()
+    stopping = threading.Timer(0.1, stop.set)
+    stopping.start()
     started = time.monotonic()
-    assert relay._gather(stop, 0.0, 30.0) is False
+    try:
+        assert relay._gather(stop, 0.0, 30.0) is False
+    finally:
+        stopping.join()
     assert time.monotonic() - started < 10
 
 
